@@ -1,0 +1,97 @@
+import ArgumentParser
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The version printed by `bulkhead --version`; the build script may stamp a git revision.
+public let bulkheadVersion = "0.1.0"
+
+/// The root of the command tree. Subcommands are added by the files beside this one, one per verb.
+public struct Bulkhead: ParsableCommand {
+    public init() {}
+
+    public static let configuration = CommandConfiguration(
+        commandName: "bulkhead",
+        abstract: "A container runtime with two isolation tiers: shared-kernel namespaces or a KVM microVM.",
+        discussion: """
+            One OCI image and one OCI runtime spec run unchanged in either tier; the host owner's trust-boundary \
+            policy decides, per deployment, which tier a workload gets. Bulkhead speaks runc's command-line \
+            contract, so containerd, CRI-O and podman can drive it.
+
+            Global options (--root, --data-root, --log, --log-format, --debug) may come before or after the verb.
+            """,
+        version: "bulkhead version \(bulkheadVersion)\nspec: 1.2.0",
+        subcommands: BulkheadCommandRegistry.subcommands
+    )
+
+    @OptionGroup public var globals: GlobalOptions
+}
+
+/// The verbs, in the order `bulkhead help` lists them.
+public enum BulkheadCommandRegistry {
+    public static let subcommands: [ParsableCommand.Type] = [
+        Info.self,
+    ]
+}
+
+/// Runs the CLI: parses, configures logging from the global options, runs the verb, and turns a failure
+/// into an error line on stderr (and a JSON line in the `--log` file) with exit status 1.
+public enum BulkheadMain {
+    public static func main(_ arguments: [String] = Array(CommandLine.arguments.dropFirst())) -> Never {
+        var command: ParsableCommand
+        do {
+            command = try Bulkhead.parseAsRoot(arguments)
+        } catch {
+            // --help and --version: ArgumentParser prints them and exits 0. A usage error is an error like any
+            // other (exit status 1, as runc), logged to the --log file too.
+            if Bulkhead.exitCode(for: error) == .success { Bulkhead.exit(withError: error) }
+            LogSink.configure((try? GlobalOptions.parse(GlobalOptionsScanner.extract(arguments))) ?? GlobalOptions())
+            Logger(label: "bulkhead").error("\(Bulkhead.fullMessage(for: error))")
+            exit(1)
+        }
+        LogSink.configure(globalOptions(of: command, arguments: arguments))
+        do {
+            try command.run()
+            exit(0)
+        } catch let code as ExitCode {
+            exit(code.rawValue)
+        } catch let error as CleanExit {
+            Bulkhead.exit(withError: error)
+        } catch {
+            Logger(label: "bulkhead").error("\(error)")
+            exit(1)
+        }
+    }
+
+    /// The global options as given, wherever on the command line they stood.
+    static func globalOptions(of command: ParsableCommand, arguments: [String]) -> GlobalOptions {
+        if let carrier = command as? GlobalOptionsCarrier { return carrier.globals }
+        return (try? GlobalOptions.parse(GlobalOptionsScanner.extract(arguments))) ?? GlobalOptions()
+    }
+}
+
+/// A verb that declares `@OptionGroup var globals: GlobalOptions`.
+public protocol GlobalOptionsCarrier {
+    var globals: GlobalOptions { get }
+}
+
+extension Bulkhead: GlobalOptionsCarrier {}
+
+/// Picks the global options out of an argument list (used when a verb does not carry them itself).
+enum GlobalOptionsScanner {
+    static let valued: Set<String> = ["--root", "--data-root", "--log", "--log-format"]
+    static func extract(_ arguments: [String]) -> [String] {
+        var out: [String] = []
+        var i = 0
+        while i < arguments.count {
+            let a = arguments[i]
+            if a == "--" { break }
+            if a == "--debug" { out.append(a) }
+            else if valued.contains(a), i + 1 < arguments.count { out += [a, arguments[i + 1]]; i += 1 }
+            else if let eq = a.firstIndex(of: "="), valued.contains(String(a[..<eq])) { out.append(a) }
+            i += 1
+        }
+        return out
+    }
+}

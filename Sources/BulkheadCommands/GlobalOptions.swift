@@ -1,0 +1,25 @@
+import ArgumentParser
+
+/// Options every verb accepts, before or after the verb name (runc's contract puts them before).
+public struct GlobalOptions: ParsableArguments, Sendable {
+    public init() {}
+
+    @Option(help: ArgumentHelp("Directory for runtime state of containers.", valueName: "dir"))
+    public var root: String = "/run/bulkhead"
+
+    @Option(name: .customLong("data-root"), help: ArgumentHelp("Directory for images, layers and caches.", valueName: "dir"))
+    public var dataRoot: String = "/var/lib/bulkhead"
+
+    @Option(help: ArgumentHelp("Also write log lines to this file.", valueName: "file"))
+    public var log: String?
+
+    @Option(name: .customLong("log-format"), help: "Log format: text or json.")
+    public var logFormat: LogFormat = .text
+
+    @Flag(help: "Log debug messages.")
+    public var debug: Bool = false
+}
+
+public enum LogFormat: String, ExpressibleByArgument, Sendable, CaseIterable {
+    case text, json
+}

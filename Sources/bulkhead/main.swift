@@ -1,0 +1,3 @@
+import BulkheadCommands
+
+BulkheadMain.main()
