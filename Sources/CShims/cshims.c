@@ -22,3 +22,6 @@ int bh_fcntl_int(int fd, int cmd, int arg) { return fcntl(fd, cmd, arg); }
 int bh_openat(int dirfd, const char *path, int flags, mode_t mode) { return openat(dirfd, path, flags, mode); }
 int bh_errno(void) { return errno; }
 void bh_set_errno(int value) { errno = value; }
+int bh_renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags) {
+    return (int)syscall(SYS_renameat2, olddirfd, oldpath, newdirfd, newpath, flags);
+}

@@ -18,6 +18,9 @@ extern const uint64_t BH_RESOLVE_NO_SYMLINKS;
 extern const uint64_t BH_RESOLVE_BENEATH;
 extern const uint64_t BH_RESOLVE_IN_ROOT;
 
+/// renameat2(2) (glibc 2.36 declares it only with _GNU_SOURCE).
+int bh_renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags);
+
 /// fcntl(2) and open(2) are variadic in C; these fixed-arity forms are callable from Swift.
 int bh_fcntl_int(int fd, int cmd, int arg);
 int bh_openat(int dirfd, const char *path, int flags, mode_t mode);
