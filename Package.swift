@@ -29,12 +29,25 @@ let package = Package(
         // The CLI verbs (one file per verb) and the thin executable over them.
         .target(name: "BulkheadCommands", dependencies: [
             "LinuxOS",
+            "Policy",
+            "PolicyGate",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "bulkhead", dependencies: ["BulkheadCommands"]),
 
         .testTarget(name: "LinuxOSTests", dependencies: ["LinuxOS"]),
+
+        // Trust-boundary policy (issue 5): the policy file (YAML through libyaml, the C parser Yams wraps), the
+        // decision engine and its explanations (`Policy`, pure: reads the file, nothing else), and the gate that
+        // loads it by the host's rules, decides and writes the audit log (`PolicyGate`).
+        .systemLibrary(name: "CYAML", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
+        .systemLibrary(name: "CNettle", pkgConfig: "nettle", providers: [.apt(["nettle-dev"])]),
+        .target(name: "Policy", dependencies: ["CYAML", "LinuxOS"]),
+        .target(name: "PolicyGate", dependencies: ["Policy", "LinuxOS", "CNettle"]),
+        .executableTarget(name: "policy-bench", dependencies: ["Policy"], path: "bench/policy-bench"),
+        .testTarget(name: "PolicyTests", dependencies: ["Policy", "PolicyGate", "BulkheadCommands"],
+                    exclude: ["Corpus"]),
     ],
     swiftLanguageModes: [.v6]
 )
