@@ -74,12 +74,17 @@ struct PreparedRequest {
     let imageName: String?
     let addedCapabilities: [String]
     let hostMounts: [String]
+    /// UTF-8 of the strings most rules look at, so matching does not re-encode them per rule.
+    let tenantBytes: [UInt8]?
+    let imageBytes: [UInt8]?
 
     init(_ r: DeploymentRequest) {
         request = r
         imageName = r.image.map { ImageName(parsing: $0).canonical }
         addedCapabilities = r.privileges.addedCapabilities.map(PolicyLoader.canonicalCapability)
         hostMounts = r.privileges.hostMounts.map(SpecPrivileges.normalisePath)
+        tenantBytes = r.tenant.map { Array($0.utf8) }
+        imageBytes = imageName.map { Array($0.utf8) }
     }
 }
 
@@ -90,14 +95,21 @@ extension Policy {
     public func decide(_ request: DeploymentRequest, explain: Bool = false) -> Decision {
         let prepared = PreparedRequest(request)
         var trace: [RuleTrace]? = explain ? [] : nil
-        for rule in rules {
-            if explain {
+        if explain {
+            // Every rule in order, for the trace.
+            for rule in rules {
                 let conditions = Self.conditions(rule, prepared, details: true)
                 let matched = conditions.allSatisfy(\.matched)
                 trace!.append(RuleTrace(rule: rule.name, location: rule.location, matched: matched, conditions: conditions))
                 if matched { return decision(rule, prepared, conditions: conditions, trace: trace) }
-            } else if Self.matches(rule.match, prepared) {
-                return decision(rule, prepared, conditions: Self.conditions(rule, prepared, details: true), trace: nil)
+            }
+        } else {
+            // Only the rules that could match (by the tenant/image prefix index), still in order.
+            for i in index.candidates(tenant: prepared.tenantBytes, image: prepared.imageBytes) {
+                let rule = rules[i]
+                if Self.matches(rule.match, prepared) {
+                    return decision(rule, prepared, conditions: Self.conditions(rule, prepared, details: true), trace: nil)
+                }
             }
         }
         // Unreachable for a loaded policy (it ends with a catch-all); fail closed all the same.
@@ -155,12 +167,12 @@ extension Policy {
     static func matches(_ m: Match, _ p: PreparedRequest) -> Bool {
         let r = p.request
         if let v = m.hasTenant, (r.tenant != nil) != v { return false }
-        if let g = m.tenant { guard let t = r.tenant, anyMatch(g, t) else { return false } }
+        if let v = m.privileged, r.privileges.privileged != v { return false }
+        if let g = m.tenant { guard let t = p.tenantBytes, anyMatch(g, bytes: t) else { return false } }
         if let d = m.digest { guard let rd = r.digest, d.contains(rd) else { return false } }
-        if let g = m.image { guard let n = p.imageName, anyMatch(g, n) else { return false } }
+        if let g = m.image { guard let n = p.imageBytes, anyMatch(g, bytes: n) else { return false } }
         if let g = m.importedBy { guard let v = r.origin.importedBy, anyMatch(g, v) else { return false } }
         if let g = m.source { guard let v = r.origin.source, anyMatch(g, v) else { return false } }
-        if let v = m.privileged, r.privileges.privileged != v { return false }
         if let v = m.noNewPrivileges, r.privileges.noNewPrivileges != v { return false }
         if let c = m.addedCapabilities, !presence(c, p.addedCapabilities) { return false }
         if let c = m.hostNamespaces, !presence(c, r.privileges.hostNamespaces) { return false }
@@ -170,6 +182,10 @@ extension Policy {
         if let a = m.labels, !keyed(a, r.labels) { return false }
         if let i = m.isolationRequest, !i.contains(r.requestedIsolation?.rawValue ?? "none") { return false }
         return true
+    }
+
+    static func anyMatch(_ globs: [Glob], bytes: [UInt8]) -> Bool {
+        bytes.withUnsafeBufferPointer { b in globs.contains { $0.matches(bytes: b) } }
     }
 
     static func anyMatch(_ globs: [Glob], _ subject: String) -> Bool {

@@ -1,9 +1,13 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A shell-like glob: `*` matches any run of characters except `/`, `**` any run including `/`, `?` one character
 /// except `/`, `\x` the character x. Everything else matches itself.
 ///
 /// Matching simulates the pattern as a small automaton over the subject's bytes (a bit set of positions), so it
 /// takes time proportional to subject × pattern length at worst, whatever the pattern: no backtracking blow-up.
-public struct Glob: Sendable, Hashable, CustomStringConvertible {
+public final class Glob: Sendable, Hashable, CustomStringConvertible {
     enum Token: Sendable, Hashable { case byte(UInt8), one, star, doubleStar }
 
     public let pattern: String
@@ -12,6 +16,10 @@ public struct Glob: Sendable, Hashable, CustomStringConvertible {
     let literal: [UInt8]?
     /// The literal bytes before the first wildcard (a cheap first test).
     let prefix: [UInt8]
+    /// The pattern is `**` alone (matches everything).
+    let matchesEverything: Bool
+    /// The pattern is a literal prefix followed by a single trailing `**`.
+    let isPrefixAndDoubleStar: Bool
 
     public init(_ pattern: String) {
         self.pattern = pattern
@@ -43,6 +51,8 @@ public struct Glob: Sendable, Hashable, CustomStringConvertible {
         for t in tokens { if case .byte(let b) = t { prefix.append(b) } else { break } }
         self.prefix = prefix
         self.literal = wild ? nil : prefix
+        self.matchesEverything = tokens == [.doubleStar]
+        self.isPrefixAndDoubleStar = tokens.count == prefix.count + 1 && tokens.last == .doubleStar
     }
 
     public var description: String { pattern }
@@ -57,13 +67,21 @@ public struct Glob: Sendable, Hashable, CustomStringConvertible {
     }
 
     func matches(bytes: UnsafeBufferPointer<UInt8>) -> Bool {
-        if let literal { return literal.elementsEqual(bytes) }
-        if bytes.count < prefix.count || !prefix.elementsEqual(bytes[0..<prefix.count]) { return false }
+        if let literal { return literal.count == bytes.count && Glob.equal(literal, bytes, count: literal.count) }
+        if bytes.count < prefix.count || !Glob.equal(prefix, bytes, count: prefix.count) { return false }
         if tokens.count < 64 { return matchSmall(bytes) }
         return matchLarge(bytes)
     }
 
     private static let slash = UInt8(ascii: "/")
+
+    @inline(__always)
+    static func equal(_ a: [UInt8], _ b: UnsafeBufferPointer<UInt8>, count: Int) -> Bool {
+        a.withUnsafeBufferPointer { a in
+            guard count > 0 else { return true }
+            return memcmp(a.baseAddress!, b.baseAddress!, count) == 0
+        }
+    }
 
     /// Positions as bits of one word (patterns of fewer than 64 tokens: nearly all).
     private func matchSmall(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
@@ -132,16 +150,12 @@ public struct Glob: Sendable, Hashable, CustomStringConvertible {
     /// (equal patterns, `other` is `**`, or this one is a literal that `other` matches); false when unsure.
     /// Used to find shadowed rules, where "unsure" must mean "not shadowed".
     func isCovered(by other: Glob) -> Bool {
+        if other.matchesEverything { return true }
+        if other.literal != nil { return other.literal == literal }
+        if !prefix.starts(with: other.prefix) && !(literal?.starts(with: other.prefix) ?? false) { return false }
         if other.pattern == pattern { return true }
-        if other.tokens == [.doubleStar] { return true }
-        if other.literal != nil { return false }
         if let literal { return literal.withUnsafeBufferPointer { other.matches(bytes: $0) } }
-        // `prefix*` / `prefix**` covers a pattern that starts with the same literal prefix and has no `/` after it
-        // (for `*`) — keep to the safe case of a trailing `**`.
-        if other.tokens.last == .doubleStar, other.tokens.dropLast().allSatisfy({ if case .byte = $0 { true } else { false } }),
-           prefix.starts(with: other.prefix) {
-            return true
-        }
-        return false
+        // `prefix**` covers any pattern whose literal prefix starts with that prefix.
+        return other.isPrefixAndDoubleStar && prefix.starts(with: other.prefix)
     }
 }

@@ -27,18 +27,34 @@ enum Lint {
         }
 
         // Shadowed rules: an earlier rule whose conditions are implied by a later rule's conditions matches
-        // everything the later one would — the later one is dead.
+        // everything the later one would — the later one is dead. Candidates are found through an index of the
+        // earlier rules' tenant and image globs by literal prefix (a glob can only cover one whose prefix extends
+        // its own), so large policies are not compared pair by pair.
         let summaries = rules.map { KeyMask($0.match) }
+        var tenantIndex = PrefixIndex(), imageIndex = PrefixIndex()
         for j in rules.indices where !rules[j].isCatchAll {
-            for i in 0..<j where !rules[i].isCatchAll {
+            let later = rules[j]
+            var candidates: [Int]
+            let byTenant = later.match.tenant.map { tenantIndex.candidates(for: $0[0]) }
+            let byImage = later.match.image.map { imageIndex.candidates(for: $0[0]) }
+            switch (byTenant, byImage) {
+            case (let t?, let i?): candidates = t.count <= i.count ? t : i
+            case (let t?, nil): candidates = t
+            case (nil, let i?): candidates = i
+            case (nil, nil): candidates = Array(0..<j)
+            }
+            candidates.sort()
+            for i in candidates where !rules[i].isCatchAll {
                 // Quick reject: every key that constrains rule i must be implied by some key of rule j.
                 if summaries[i].bits & ~summaries[j].implied != 0 { continue }
-                if covers(rules[i].match, rules[j].match) {
-                    out.append(Diagnostic(.warning, rules[j].location,
-                        "rule '\(rules[j].name)' is shadowed: rule '\(rules[i].name)' (line \(rules[i].location.line)) matches every deployment it matches, so it never decides; reorder or remove it"))
+                if covers(rules[i].match, later.match) {
+                    out.append(Diagnostic(.warning, later.location,
+                        "rule '\(later.name)' is shadowed: rule '\(rules[i].name)' (line \(rules[i].location.line)) matches every deployment it matches, so it never decides; reorder or remove it"))
                     break
                 }
             }
+            tenantIndex.add(j, later.match.tenant)
+            imageIndex.add(j, later.match.image)
         }
         return out
     }

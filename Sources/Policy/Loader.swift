@@ -258,7 +258,7 @@ struct PolicyLoader {
         }
         if !sawRules { error(start, "missing `rules:`; a policy is a list of rules ending with a default rule") }
         guard let version else { return nil }
-        return Policy(version: version, source: file, rules: rules, defaults: defaults, warnings: [])
+        return Policy(version: version, source: file, rules: rules, defaults: defaults, index: DecisionIndex(rules), warnings: [])
     }
 
     mutating func tierSettings(_ node: YAMLNode, _ what: String, allowed: [String]) -> (NamespaceSettings, MicroVMSettings, ResourceCeilings)? {
@@ -412,8 +412,8 @@ struct PolicyLoader {
 
     mutating func matchConditions(_ node: YAMLNode) -> (Match, [String: SourceLocation])? {
         guard let entries = fields(node, "match", allowed: Self.matchKeys) else { return nil }
-        var m = Match()
-        var locations: [String: SourceLocation] = [:]
+        var m = MatchConditions()
+        var locations = [String: SourceLocation](minimumCapacity: entries.count)
         for (key, keyAt, value) in entries {
             locations[key] = keyAt
             switch key {
@@ -462,7 +462,7 @@ struct PolicyLoader {
             default: break
             }
         }
-        return (m, locations)
+        return (Match(m), locations)
     }
 
     mutating func keyedGlobs(_ node: YAMLNode, _ what: String) -> [String: [Glob]]? {

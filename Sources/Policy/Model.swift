@@ -103,58 +103,119 @@ public enum PresenceCondition: Sendable, Hashable {
     case oneOf([Glob])
 }
 
-/// The conditions of a rule. Every condition given must hold (AND); a list inside a condition means any of its
-/// values (OR). A rule without conditions matches every deployment.
-public struct Match: Sendable, Hashable {
-    public var tenant: [Glob]?              // globs on the tenant name; never matches a deployment without tenant
+/// The conditions of a rule, as the loader fills them in (see ``Match``).
+public struct MatchConditions: Sendable {
+    public var tenant: [Glob]?  // globs on the tenant name; never matches a deployment without tenant
     public var hasTenant: Bool?
-    public var image: [Glob]?               // globs on registry/repository:tag
-    public var digest: [String]?            // exact
-    public var importedBy: [Glob]?          // "root", "uid:N", or a user name
-    public var source: [Glob]?              // globs on the origin, e.g. "oci-archive:**", "registry:quay.io/**"
+    public var image: [Glob]?  // globs on registry/repository:tag
+    public var digest: [String]?  // exact
+    public var importedBy: [Glob]?  // "root", "uid:N", or a user name
+    public var source: [Glob]?  // globs on the origin, e.g. "oci-archive:**", "registry:quay.io/**"
     public var privileged: Bool?
     public var addedCapabilities: PresenceCondition?
     public var hostNamespaces: PresenceCondition?
     public var hostMounts: PresenceCondition?
     public var devices: PresenceCondition?
     public var noNewPrivileges: Bool?
-    public var annotations: [String: [Glob]]?   // key → globs on the value (all keys must match)
+    public var annotations: [String: [Glob]]?  // key → globs on the value (all keys must match)
     public var labels: [String: [Glob]]?
     public var isolationRequest: [String]?  // "none", "namespace", "microvm"
-
     public init() {}
-
-    /// True when the rule has no conditions (a catch-all).
-    public var isEmpty: Bool { self == Match() }
 }
 
-/// One rule of a policy.
-public struct Rule: Sendable, Hashable {
-    public var name: String
-    public var description: String?
-    public var match: Match
-    /// True when the rule had no `match` key: it matches everything and must be last.
-    public var isCatchAll: Bool
-    public var verdict: Verdict
+/// The conditions of a rule. Every condition given must hold (AND); a list inside a condition means any of its
+/// values (OR). A rule without conditions matches every deployment.
+///
+/// An immutable class, so that deciding never copies conditions.
+public final class Match: Sendable {
+    public let tenant: [Glob]?
+    public let hasTenant: Bool?
+    public let image: [Glob]?
+    public let digest: [String]?
+    public let importedBy: [Glob]?
+    public let source: [Glob]?
+    public let privileged: Bool?
+    public let addedCapabilities: PresenceCondition?
+    public let hostNamespaces: PresenceCondition?
+    public let hostMounts: PresenceCondition?
+    public let devices: PresenceCondition?
+    public let noNewPrivileges: Bool?
+    public let annotations: [String: [Glob]]?
+    public let labels: [String: [Glob]]?
+    public let isolationRequest: [String]?
+
+    public init(_ c: MatchConditions = MatchConditions()) {
+        tenant = c.tenant
+        hasTenant = c.hasTenant
+        image = c.image
+        digest = c.digest
+        importedBy = c.importedBy
+        source = c.source
+        privileged = c.privileged
+        addedCapabilities = c.addedCapabilities
+        hostNamespaces = c.hostNamespaces
+        hostMounts = c.hostMounts
+        devices = c.devices
+        noNewPrivileges = c.noNewPrivileges
+        annotations = c.annotations
+        labels = c.labels
+        isolationRequest = c.isolationRequest
+    }
+
+    /// True when the rule has no conditions (a catch-all).
+    public var isEmpty: Bool {
+        tenant == nil && hasTenant == nil && image == nil && digest == nil && importedBy == nil && source == nil
+            && privileged == nil && addedCapabilities == nil && hostNamespaces == nil && hostMounts == nil && devices == nil
+            && noNewPrivileges == nil && annotations == nil && labels == nil && isolationRequest == nil
+    }
+}
+
+/// One rule of a policy (a class: rules are shared, never copied, while deciding).
+public final class Rule: Sendable {
+    public let name: String
+    public let description: String?
+    public let match: Match
+    /// True when the rule had no `match` key (or an empty one): it matches everything and must be last.
+    public let isCatchAll: Bool
+    public let verdict: Verdict
     /// A `microvm` decision may be lowered to `namespace` when the deployer asks, only if this is true.
-    public var allowLower: Bool
+    public let allowLower: Bool
     /// Shown with a `deny` (and in explanations).
-    public var reason: String?
-    public var namespace: NamespaceSettings
-    public var microvm: MicroVMSettings
-    public var resources: ResourceCeilings
-    /// Where the rule starts, and where each of its keys is (for explanations and lints).
-    public var location: SourceLocation
-    public var conditionLocations: [String: SourceLocation]
+    public let reason: String?
+    public let namespace: NamespaceSettings
+    public let microvm: MicroVMSettings
+    public let resources: ResourceCeilings
+    /// Where the rule starts, and where each of its condition keys is (for explanations and lints).
+    public let location: SourceLocation
+    public let conditionLocations: [String: SourceLocation]
+
+    public init(name: String, description: String? = nil, match: Match, isCatchAll: Bool, verdict: Verdict,
+                allowLower: Bool = false, reason: String? = nil, namespace: NamespaceSettings = NamespaceSettings(),
+                microvm: MicroVMSettings = MicroVMSettings(), resources: ResourceCeilings = ResourceCeilings(),
+                location: SourceLocation, conditionLocations: [String: SourceLocation] = [:]) {
+        self.name = name
+        self.description = description
+        self.match = match
+        self.isCatchAll = isCatchAll
+        self.verdict = verdict
+        self.allowLower = allowLower
+        self.reason = reason
+        self.namespace = namespace
+        self.microvm = microvm
+        self.resources = resources
+        self.location = location
+        self.conditionLocations = conditionLocations
+    }
 }
 
 /// A loaded, validated policy.
 public struct Policy: Sendable {
-    public var version: Int
+    public let version: Int
     /// The file it came from (or `built-in`).
-    public var source: String
-    public var rules: [Rule]
-    public var defaults: (namespace: NamespaceSettings, microvm: MicroVMSettings, resources: ResourceCeilings)
+    public let source: String
+    public let rules: [Rule]
+    public let defaults: (namespace: NamespaceSettings, microvm: MicroVMSettings, resources: ResourceCeilings)
+    let index: DecisionIndex
     /// Lint warnings found while loading (errors make loading fail).
     public var warnings: [Diagnostic]
 }

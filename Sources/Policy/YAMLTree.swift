@@ -99,10 +99,14 @@ enum YAMLReader {
         }
     }
 
-    private enum Frame {
-        case mapping(entries: [(key: String, keyLocation: SourceLocation, value: YAMLNode)],
-                     pendingKey: (String, SourceLocation)?, seen: [String: SourceLocation], at: SourceLocation)
-        case sequence(items: [YAMLNode], at: SourceLocation)
+    /// A collection being built. Kept in an array and mutated in place (`stack[top]`), so appending never
+    /// copies the collection.
+    private struct Frame {
+        var isMapping: Bool
+        var at: SourceLocation
+        var items: [YAMLNode] = []
+        var entries: [(key: String, keyLocation: SourceLocation, value: YAMLNode)] = []
+        var pendingKey: (String, SourceLocation)? = nil
     }
 
     private static func location(_ mark: yaml_mark_t, _ file: String) -> SourceLocation {
@@ -126,29 +130,32 @@ enum YAMLReader {
 
         /// Attaches a finished node to its parent (or makes it the root).
         func attach(_ node: YAMLNode) throws(Diagnostic) {
-            guard let top = stack.popLast() else {
+            guard !stack.isEmpty else {
                 root = node
                 return
             }
-            switch top {
-            case .sequence(var items, let at):
-                items.append(node)
-                stack.append(.sequence(items: items, at: at))
-            case .mapping(var entries, let pendingKey, var seen, let at):
-                if let (key, keyAt) = pendingKey {
-                    entries.append((key, keyAt, node))
-                    stack.append(.mapping(entries: entries, pendingKey: nil, seen: seen, at: at))
-                } else {
-                    guard case .scalar(let key, _, let keyAt) = node else {
-                        throw fail(node.location, "a mapping key must be a plain word, not \(node.kindName)")
-                    }
-                    if let first = seen[key] {
-                        throw fail(keyAt, "duplicate key '\(key)' (first at line \(first.line), column \(first.column))")
-                    }
-                    seen[key] = keyAt
-                    stack.append(.mapping(entries: entries, pendingKey: (key, keyAt), seen: seen, at: at))
+            let top = stack.count - 1
+            if !stack[top].isMapping {
+                stack[top].items.append(node)
+            } else if let (key, keyAt) = stack[top].pendingKey {
+                stack[top].entries.append((key, keyAt, node))
+                stack[top].pendingKey = nil
+            } else {
+                guard case .scalar(let key, _, let keyAt) = node else {
+                    throw fail(node.location, "a mapping key must be a plain word, not \(node.kindName)")
                 }
+                // Mappings in a policy are small: a linear scan beats a dictionary per mapping.
+                if let first = stack[top].entries.first(where: { $0.key == key })?.keyLocation {
+                    throw fail(keyAt, "duplicate key '\(key)' (first at line \(first.line), column \(first.column))")
+                }
+                stack[top].pendingKey = (key, keyAt)
             }
+        }
+
+        /// True when the innermost collection is a mapping waiting for a key.
+        func expectingKey() -> Bool {
+            guard let last = stack.last else { return false }
+            return last.isMapping && last.pendingKey == nil
         }
 
         while true {
@@ -186,22 +193,22 @@ enum YAMLReader {
                 let s = event.data.sequence_start
                 if s.anchor != nil { throw fail(at, "YAML anchors (&name) are not allowed in a policy") }
                 if s.tag != nil { throw fail(at, "YAML tags (!name) are not allowed in a policy") }
-                if case .mapping(_, nil, _, _) = stack.last { throw fail(at, "a mapping key must be a plain word, not a list") }
+                if expectingKey() { throw fail(at, "a mapping key must be a plain word, not a list") }
                 if stack.count >= maxDepth { throw fail(at, "nesting deeper than \(maxDepth) levels") }
-                stack.append(.sequence(items: [], at: at))
+                stack.append(Frame(isMapping: false, at: at))
             case YAML_MAPPING_START_EVENT:
                 let m = event.data.mapping_start
                 if m.anchor != nil { throw fail(at, "YAML anchors (&name) are not allowed in a policy") }
                 if m.tag != nil { throw fail(at, "YAML tags (!name) are not allowed in a policy") }
-                if case .mapping(_, nil, _, _) = stack.last { throw fail(at, "a mapping key must be a plain word, not a mapping") }
+                if expectingKey() { throw fail(at, "a mapping key must be a plain word, not a mapping") }
                 if stack.count >= maxDepth { throw fail(at, "nesting deeper than \(maxDepth) levels") }
-                stack.append(.mapping(entries: [], pendingKey: nil, seen: [:], at: at))
+                stack.append(Frame(isMapping: true, at: at))
             case YAML_SEQUENCE_END_EVENT:
-                guard case .sequence(let items, let start)? = stack.popLast() else { throw fail(at, "malformed YAML") }
-                try attach(.sequence(items, start))
+                guard let frame = stack.popLast(), !frame.isMapping else { throw fail(at, "malformed YAML") }
+                try attach(.sequence(frame.items, frame.at))
             case YAML_MAPPING_END_EVENT:
-                guard case .mapping(let entries, nil, _, let start)? = stack.popLast() else { throw fail(at, "malformed YAML") }
-                try attach(.mapping(entries, start))
+                guard let frame = stack.popLast(), frame.isMapping, frame.pendingKey == nil else { throw fail(at, "malformed YAML") }
+                try attach(.mapping(frame.entries, frame.at))
             default:
                 throw fail(at, "malformed YAML")
             }
