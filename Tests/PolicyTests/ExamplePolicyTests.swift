@@ -122,3 +122,50 @@ import Foundation
         #expect((json?["request"] as? [String: Any])?["tenant"] as? String == "acme")
     }
 }
+
+/// policies/policy.schema.json accepts the examples and rejects what the loader rejects (checked with Python's
+/// jsonschema when it is installed).
+@Suite struct PolicySchemaTests {
+    static let pythonReady: Bool = {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", "-c", "import yaml, jsonschema"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        do { try p.run() } catch { return false }
+        p.waitUntilExit()
+        return p.terminationStatus == 0
+    }()
+
+    @Test(.enabled(if: pythonReady, "needs python3 with PyYAML and jsonschema (python3-yaml, pip jsonschema)"))
+    func schemaAgreesWithTheLoaderOnExamples() throws {
+        let script = """
+            import json, sys, yaml, jsonschema
+            s = json.load(open('policies/policy.schema.json'))
+            jsonschema.Draft202012Validator.check_schema(s)
+            for f in ['default', 'saas-multitenant', 'dev-laptop']:
+                jsonschema.validate(yaml.safe_load(open('policies/%s.yaml' % f)), s)
+            bad = [{'version': 1, 'rules': [{'name': 'x', 'decide': 'vm'}]},
+                   {'version': 1, 'rules': [{'name': 'x', 'decide': 'deny', 'match': {'tenent': 'a'}}]},
+                   {'version': 2, 'rules': [{'name': 'x', 'decide': 'deny'}]}]
+            for b in bad:
+                try:
+                    jsonschema.validate(b, s)
+                    sys.exit('schema accepted %r' % b)
+                except jsonschema.ValidationError:
+                    pass
+            print('ok')
+            """
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", "-c", script]
+        p.currentDirectoryURL = URL(fileURLWithPath: repoRoot)
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0 && text == "ok\n", "\(text)")
+    }
+}

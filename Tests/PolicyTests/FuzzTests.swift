@@ -99,6 +99,7 @@ import Foundation
             let input = Self.mutate(seeds.randomElement(using: &rng)!, seeds, &rng)
             if Self.checkOne(input) { loaded += 1 }
         }
+        print("fuzz: \(Self.mutatedRuns) mutated inputs from \(seeds.count) seeds, \(loaded) of them valid policies")
         // The mutator must keep some inputs valid, or it only ever tests the syntax-error path.
         #expect(loaded > 100, "only \(loaded) mutated inputs were valid policies")
     }
