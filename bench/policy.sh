@@ -52,6 +52,17 @@ if [[ -z ${NO_YAMS:-} ]]; then
   fi
 fi
 
+if command -v valgrind >/dev/null; then
+  echo
+  echo "== instructions (valgrind callgrind: exact counts, not disturbed by other load on the machine)"
+  count() { valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" 2>&1 | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'; }
+  one=$(count $bench load "$work/policy.yaml" 1); two=$(count $bench load "$work/policy.yaml" 2)
+  echo "Bulkhead load+validate: $(( (two - one) / 1000000 )) M instructions per load"
+  gcc -O2 -DRUNS_FROM_ARGV -o "$work/libyaml-events1" bench/libyaml-events.c -lyaml
+  lone=$(count "$work/libyaml-events1" "$work/policy.yaml" 1); ltwo=$(count "$work/libyaml-events1" "$work/policy.yaml" 2)
+  echo "libyaml events only:    $(( (ltwo - lone) / 1000000 )) M instructions per parse"
+fi
+
 echo
 echo "== ratios"
 ours=$(sed -n 's/.*wall, \([0-9.]*\) ms CPU.*/\1/p' "$work/ours.txt")

@@ -23,8 +23,10 @@ public final class Glob: Sendable, Hashable, CustomStringConvertible {
 
     public init(_ pattern: String) {
         self.pattern = pattern
+        let utf8 = Array(pattern.utf8)
         var tokens: [Token] = []
-        var bytes = Array(pattern.utf8)[...]
+        tokens.reserveCapacity(utf8.count)
+        var bytes = utf8[...]
         var wild = false
         while let b = bytes.popFirst() {
             switch b {
@@ -48,6 +50,7 @@ public final class Glob: Sendable, Hashable, CustomStringConvertible {
         }
         self.tokens = tokens
         var prefix: [UInt8] = []
+        prefix.reserveCapacity(tokens.count)
         for t in tokens { if case .byte(let b) = t { prefix.append(b) } else { break } }
         self.prefix = prefix
         self.literal = wild ? nil : prefix

@@ -24,7 +24,7 @@ public struct SourceLocation: Sendable, Hashable, CustomStringConvertible, Compa
 ///
 /// The loader accepts the YAML that people write by hand and refuses the parts that only make policies
 /// harder to audit or parse: anchors and aliases, explicit tags, complex keys, several documents.
-indirect enum YAMLNode: Sendable {
+enum YAMLNode: Sendable {
     case scalar(String, plain: Bool, SourceLocation)
     case mapping([(key: String, keyLocation: SourceLocation, value: YAMLNode)], SourceLocation)
     case sequence([YAMLNode], SourceLocation)
