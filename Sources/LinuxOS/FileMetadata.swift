@@ -93,3 +93,10 @@ public func isTerminal(_ fd: Int32) -> Bool { bh_isatty(fd) == 1 }
 
 /// makedev(3).
 public func makeDevice(major: UInt32, minor: UInt32) -> dev_t { dev_t(bh_makedev(major, minor)) }
+
+/// lgetxattr(2) on a path (not following a final symlink); nil when unset or unreadable.
+public func linkXattr(_ path: String, _ name: String) -> [UInt8]? {
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    let n = buffer.withUnsafeMutableBytes { bh_lgetxattr(path, name, $0.baseAddress, $0.count) }
+    return n < 0 ? nil : Array(buffer[0..<n])
+}

@@ -76,9 +76,16 @@ final class SnapshotWriter {
         let parent = try openParent(components, path: path)
 
         if let hardlink {
-            var target = try split(String(cString: hardlink))
+            let targetText = String(cString: hardlink)
+            var target = try split(targetText)
             guard let targetName = target.popLast() else { throw hostile(path, "hard link to the layer root") }
-            let targetParent = try openParent(target, path: path, create: false)
+            let targetParent: Int32
+            do { targetParent = try openParent(target, path: path, create: false) } catch is SystemError {
+                throw hostile(path, "hard link target \"\(targetText)\" is not in this layer")
+            }
+            guard (try? FileDescriptor.statAt(targetParent, targetName)) != nil else {
+                throw hostile(path, "hard link target \"\(targetText)\" is not in this layer")
+            }
             let same = (try? FileDescriptor.statAt(targetParent, targetName)).map { t in
                 (try? FileDescriptor.statAt(parent, last)).map { $0.st_ino == t.st_ino && $0.st_dev == t.st_dev } ?? false
             } ?? false
