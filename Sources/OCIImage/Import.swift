@@ -144,6 +144,8 @@ extension ImageStore {
             if snapshotFD != nil {
                 stagedSnapshotNames.insert(snapshotName)
                 unpacked += 1
+            } else {
+                shared += 1   // read for its blob, but its snapshot was already there
             }
             computed[path] = result
             progress(.layerDone(index: job.index, entries: result.entries))
