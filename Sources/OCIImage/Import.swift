@@ -61,6 +61,17 @@ extension ImageStore {
     /// and only a complete, verified image is moved into the store and named. On any error the store is as before.
     public func importImage(from path: String, options: ImportOptions = ImportOptions(),
                             progress: (ImportEvent) -> Void = { _ in }) throws -> ImportResult {
+        do {
+            return try importOnce(from: path, options: options, progress: progress)
+        } catch is SharedContentVanished {
+            // A concurrent `image rm`/`prune` removed a layer this import counted on sharing; now it is read again.
+            return try importOnce(from: path, options: options, progress: progress)
+        }
+    }
+
+    private struct SharedContentVanished: Error {}
+
+    private func importOnce(from path: String, options: ImportOptions, progress: (ImportEvent) -> Void) throws -> ImportResult {
         let source = try Self.openSource(path)
         var resolved: ResolvedImage
         if source.has("manifest.json") && !source.has("index.json") {
@@ -189,6 +200,9 @@ extension ImageStore {
             }
             try blobs.fsync()
             try snapshots.fsync()
+            // Everything the record names must be in place (a concurrent removal may have taken a shared layer).
+            for digest in record.layers + [record.config, record.digest] where !blobs.exists(digest.hex) { throw SharedContentVanished() }
+            for diffID in record.diffIDs where !snapshots.exists(diffID.hex) { throw SharedContentVanished() }
             var state = try loadState()
             var merged = record
             if let name {   // a name moves to the newly imported image
