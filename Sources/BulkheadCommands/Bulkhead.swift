@@ -61,6 +61,9 @@ public enum BulkheadMain {
         } catch let error as CleanExit {
             Bulkhead.exit(withError: error)
         } catch {
+            // `bulkhead --help` and `bulkhead help VERB` parse to ArgumentParser's help command, whose run() throws
+            // the help request: print it and exit 0 like any --help.
+            if Bulkhead.exitCode(for: error) == .success { Bulkhead.exit(withError: error) }
             Logger(label: "bulkhead").error("\(error)")
             exit(1)
         }
