@@ -27,21 +27,32 @@ let package = Package(
         .target(name: "LinuxOS", dependencies: ["CShims"]),
 
         // OCI images: spec types, content-addressed blob store, importers, layer snapshots, overlay rootfs.
-        // SHA-256 comes from Nettle (linked anyway for libarchive): swift-crypto 3.x imports all of Foundation,
-        // which would add ~80 MB and milliseconds of start-up to the static binary.
-        .systemLibrary(name: "CNettle", pkgConfig: "nettle", providers: [.apt(["nettle-dev"])]),
+        // SHA-256 comes from Nettle (CNettle, declared with Policy below; linked anyway for libarchive): swift-crypto
+        // 3.x imports all of Foundation, which would add ~60 MB and milliseconds of start-up to the static binary.
         .target(name: "OCIImage", dependencies: ["LinuxOS", "CArchive", "CShims", "CNettle"], linkerSettings: archiveLinks),
         .testTarget(name: "OCIImageTests", dependencies: ["OCIImage", "LinuxOS"]),
 
         // The CLI verbs (one file per verb) and the thin executable over them.
         .target(name: "BulkheadCommands", dependencies: [
             "LinuxOS", "OCIImage",
+            "Policy", "PolicyGate",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "bulkhead", dependencies: ["BulkheadCommands"]),
 
         .testTarget(name: "LinuxOSTests", dependencies: ["LinuxOS"]),
+
+        // Trust-boundary policy (issue 5): the policy file (YAML through libyaml, the C parser Yams wraps), the
+        // decision engine and its explanations (`Policy`, pure: reads the file, nothing else), and the gate that
+        // loads it by the host's rules, decides and writes the audit log (`PolicyGate`).
+        .systemLibrary(name: "CYAML", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
+        .systemLibrary(name: "CNettle", pkgConfig: "nettle", providers: [.apt(["nettle-dev"])]),
+        .target(name: "Policy", dependencies: ["CYAML", "LinuxOS"]),
+        .target(name: "PolicyGate", dependencies: ["Policy", "LinuxOS", "CNettle"]),
+        .executableTarget(name: "policy-bench", dependencies: ["Policy"], path: "bench/policy-bench"),
+        .testTarget(name: "PolicyTests", dependencies: ["Policy", "PolicyGate", "BulkheadCommands"],
+                    exclude: ["Corpus"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -33,6 +33,7 @@ public enum BulkheadCommandRegistry {
     public static let subcommands: [ParsableCommand.Type] = [
         Info.self,
         ImageCommand.self,
+        PolicyCommand.self,
     ]
 }
 
