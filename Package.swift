@@ -36,7 +36,7 @@ let package = Package(
             "CShims", "LinuxOS", "OCIRuntime", "Cgroups", "Runtime",
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .testTarget(name: "RuntimeTests", dependencies: ["OCIRuntime", "Cgroups", "Runtime", "NamespaceBackend", "LinuxOS"]),
+        .testTarget(name: "RuntimeTests", dependencies: ["OCIRuntime", "Cgroups", "Runtime", "NamespaceBackend", "LinuxOS", "CShims"]),
 
         // The CLI verbs (one file per verb) and the thin executable over them.
         .target(name: "BulkheadCommands", dependencies: [

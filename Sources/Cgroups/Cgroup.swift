@@ -85,8 +85,9 @@ public struct Cgroup: Sendable, Equatable {
             if Glibc.mkdir(current, 0o755) == 0 {
                 if cpuset {
                     for file in ["cpuset.cpus", "cpuset.mems"] {
-                        let mine = (try? Cgroup.read(current + "/" + file))?.trimmed ?? ""
-                        if mine.isEmpty, let theirs = try? Cgroup.read(parent + "/" + file) {
+                        // Only where the kernel made the file and left it empty.
+                        guard let mine = try? Cgroup.read(current + "/" + file) else { continue }
+                        if mine.trimmed.isEmpty, let theirs = try? Cgroup.read(parent + "/" + file) {
                             try Cgroup.write(current + "/" + file, theirs.trimmed)
                         }
                     }

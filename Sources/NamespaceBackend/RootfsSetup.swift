@@ -254,16 +254,15 @@ struct RootfsSetup {
             defer { close(t) }
             try Mount.mount(source: "tmpfs", target: "/proc/self/fd/\(t)", type: "tmpfs", flags: flags, data: "mode=755")
         }
-        for dir in config.cgroupDirectories {
+        // As runc on v1/hybrid hosts: one bind per v1 hierarchy; the cgroup2 hierarchy of a hybrid host (it has
+        // no controllers) is not shown, and the tmpfs above them stays writable.
+        for dir in config.cgroupDirectories where dir.name != "unified" {
             let dest = m.destination + "/" + dir.name
             try mkdirAll(dest)
             let t = try openInRoot(dest)
             defer { close(t) }
             try Mount.mount(source: dir.hostPath, target: "/proc/self/fd/\(t)", type: nil, flags: MountFlags.bind)
             try remountBind(dest, flags: flags | (readOnly ? MountFlags.readOnly : 0), source: dir.hostPath)
-        }
-        if readOnly {
-            try remountBind(m.destination, flags: flags | MountFlags.readOnly, source: "tmpfs")
         }
     }
 
@@ -395,7 +394,7 @@ struct RootfsSetup {
             try Mount.mount(source: path, target: path, type: nil, flags: MountFlags.bind | MountFlags.recursive)
         } catch let e as SystemError where e.errno == ENOENT { return }
         try Mount.mount(source: nil, target: path, type: nil,
-                        flags: MountFlags.bind | MountFlags.remount | MountFlags.readOnly | MountFlags.noSuid | MountFlags.noDev | MountFlags.noExec | MountFlags.recursive)
+                        flags: MountFlags.bind | MountFlags.remount | MountFlags.readOnly | MountFlags.recursive)
     }
 
     func maskPath(_ path: String) throws {
