@@ -32,14 +32,26 @@ let package = Package(
         .target(name: "OCIImage", dependencies: ["LinuxOS", "CArchive", "CShims", "CNettle"], linkerSettings: archiveLinks),
         .testTarget(name: "OCIImageTests", dependencies: ["OCIImage", "LinuxOS"]),
 
+        // The namespace tier. OCIRuntime: config.json types (FoundationEssentials only). Cgroups: v1/hybrid/v2
+        // behind one interface. Runtime: state store, container state machine, the Backend protocol, hooks.
+        // NamespaceBackend: the container itself (re-exec'd init, rootfs, namespaces).
+        .target(name: "OCIRuntime"),
+        .target(name: "Cgroups", dependencies: ["LinuxOS"]),
+        .target(name: "Runtime", dependencies: ["OCIRuntime", "LinuxOS", "CShims"]),
+        .target(name: "NamespaceBackend", dependencies: [
+            "CShims", "LinuxOS", "OCIRuntime", "Cgroups", "Runtime",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .testTarget(name: "RuntimeTests", dependencies: ["OCIRuntime", "Cgroups", "Runtime", "NamespaceBackend", "LinuxOS", "CShims"]),
+
         // The CLI verbs (one file per verb) and the thin executable over them.
         .target(name: "BulkheadCommands", dependencies: [
-            "LinuxOS", "OCIImage",
-            "Policy", "PolicyGate",
+            "LinuxOS", "OCIImage", "Policy", "PolicyGate",
+            "OCIRuntime", "Cgroups", "Runtime", "NamespaceBackend",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .executableTarget(name: "bulkhead", dependencies: ["BulkheadCommands"]),
+        .executableTarget(name: "bulkhead", dependencies: ["BulkheadCommands", "NamespaceBackend"]),
 
         .testTarget(name: "LinuxOSTests", dependencies: ["LinuxOS"]),
 
