@@ -1,0 +1,74 @@
+import CArchive
+import LinuxOS
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The microVM's initramfs: a newc cpio holding the guest agent as `/init`, the directories it mounts
+/// on and `/dev/console` (so the kernel can give PID 1 its console before devtmpfs is mounted).
+/// Written with libarchive, so no root and no staging directory are needed; entries are owned by root
+/// with fixed times, so the same agent gives the same bytes.
+public enum Initramfs {
+    /// Writes the initramfs for the agent binary at `agent` to `output` (atomically: temp file + rename).
+    /// With `strip` (and binutils' strip present) the agent goes in without symbols (about a third smaller).
+    public static func build(agent: String, output: String, strip: Bool = true) throws {
+        let agentFD = try FileDescriptor.open(agent, O_RDONLY)
+        let st = try agentFD.stat(path: agent)
+        guard st.st_mode & S_IFMT == S_IFREG, st.st_size > 0, st.st_size < 512 << 20 else {
+            throw Tool.Failure(description: "initramfs: \(agent) is not a plausible agent binary; build it with: swift build -c release --product bulkhead-agent -Xswiftc -static-executable")
+        }
+        var binary = try agentFD.readAll(limit: 512 << 20, path: agent)
+        if strip, binary.starts(with: [0x7f, 0x45, 0x4c, 0x46]), let tool = Tool.find("strip") {
+            let stripped = "\(output).strip-\(getpid())"
+            defer { unlink(stripped) }
+            try Tool.run(tool, ["-o", stripped, agent], package: "binutils")
+            binary = try FileDescriptor.open(stripped, O_RDONLY).readAll(limit: 512 << 20, path: stripped)
+        }
+        guard binary.starts(with: [0x7f, 0x45, 0x4c, 0x46]) else {
+            throw Tool.Failure(description: "initramfs: \(agent) is not an ELF executable")
+        }
+        let temp = "\(output).tmp-\(getpid())"
+        guard let archive = archive_write_new() else { throw Tool.Failure(description: "initramfs: libarchive out of memory") }
+        defer { archive_write_free(archive) }
+        func check(_ rc: Int32, _ what: String) throws {
+            if rc != ARCHIVE_OK {
+                let text = archive_error_string(archive).map { String(cString: $0) } ?? "error \(rc)"
+                throw Tool.Failure(description: "initramfs: \(what): \(text)")
+            }
+        }
+        try check(archive_write_set_format_cpio_newc(archive), "newc format")
+        try check(archive_write_add_filter_none(archive), "no filter")
+        try check(archive_write_open_filename(archive, temp), "open \(temp)")
+        var ok = false
+        defer { if !ok { unlink(temp) } }
+        func add(_ name: String, type: mode_t, mode: mode_t, rdev: (UInt32, UInt32)? = nil, data: [UInt8] = []) throws {
+            guard let entry = archive_entry_new() else { throw Tool.Failure(description: "initramfs: out of memory") }
+            defer { archive_entry_free(entry) }
+            archive_entry_set_pathname(entry, name)
+            archive_entry_set_filetype(entry, UInt32(type))
+            archive_entry_set_perm(entry, mode)
+            archive_entry_set_uid(entry, 0)
+            archive_entry_set_gid(entry, 0)
+            archive_entry_set_mtime(entry, 0, 0)
+            archive_entry_set_nlink(entry, type == S_IFDIR ? 2 : 1)
+            if let rdev {
+                archive_entry_set_rdevmajor(entry, dev_t(rdev.0))
+                archive_entry_set_rdevminor(entry, dev_t(rdev.1))
+            }
+            archive_entry_set_size(entry, la_int64_t(data.count))
+            try check(archive_write_header(archive, entry), "header \(name)")
+            if !data.isEmpty {
+                let written = data.withUnsafeBytes { archive_write_data(archive, $0.baseAddress, $0.count) }
+                guard written == data.count else { try check(ARCHIVE_FATAL, "data \(name)"); return }
+            }
+        }
+        for dir in ["dev", "proc", "sys", "run", "tmp"] { try add(dir, type: S_IFDIR, mode: 0o755) }
+        try add("dev/console", type: S_IFCHR, mode: 0o600, rdev: (5, 1))
+        try add("init", type: S_IFREG, mode: 0o755, data: binary)
+        try check(archive_write_close(archive), "close")
+        let out = try FileDescriptor.open(temp, O_RDONLY)
+        try out.fsync(path: temp)
+        try sys("rename", output) { rename(temp, output) }
+        ok = true
+    }
+}
