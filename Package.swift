@@ -43,9 +43,10 @@ let package = Package(
         .target(name: "CAgentShims"),
         .target(name: "GuestAgent", dependencies: ["GuestProtocol", "LinuxOS", "CAgentShims"]),
         .executableTarget(name: "bulkhead-agent", dependencies: ["GuestAgent"]),
+        .target(name: "GuestHost", dependencies: ["GuestProtocol", "LinuxOS"]),
         .target(name: "GuestImage", dependencies: ["LinuxOS", "CArchive"], linkerSettings: archiveLinks),
         .testTarget(name: "GuestProtocolTests", dependencies: ["GuestProtocol"]),
-        .testTarget(name: "GuestTests", dependencies: ["GuestAgent", "GuestImage", "GuestProtocol", "LinuxOS"]),
+        .testTarget(name: "GuestTests", dependencies: ["GuestAgent", "GuestHost", "GuestImage", "GuestProtocol", "LinuxOS"]),
     ],
     swiftLanguageModes: [.v6]
 )

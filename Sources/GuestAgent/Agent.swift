@@ -82,7 +82,7 @@ public final class Agent {
     // MARK: sending
 
     func send(_ message: Message) {
-        let fd = message.isData ? stdio : control
+        let fd = message.usesStdioPort ? stdio : control
         do {
             let frame = try encoder.encode(message)
             try frame.withUnsafeBytes { buffer in

@@ -92,10 +92,12 @@ public enum Message: Equatable, Sendable {
         }
     }
 
-    /// Whether this message carries stdio data (sent on the stdio port; everything else on the control port).
-    public var isData: Bool {
+    /// Whether this message travels on the stdio port. A process's stream events — stdin, its close,
+    /// output chunks and end-of-stream marks, and the exit that follows them — share one port so they
+    /// arrive in the order they were sent; everything else uses the control port.
+    public var usesStdioPort: Bool {
         switch self {
-        case .stdin, .output: return true
+        case .stdin, .closeStdin, .output, .exited: return true
         default: return false
         }
     }

@@ -1,0 +1,160 @@
+import Foundation
+import GuestHost
+import GuestImage
+import GuestProtocol
+import Testing
+
+/// What the end-to-end test needs, and why it would be skipped.
+enum GuestFixture {
+    static let qemu = "/usr/bin/qemu-system-x86_64"
+    static let agent = repoRoot + "/.build/release/bulkhead-agent"
+
+    /// The cached kernel directory from `kernels/build --cached` (no build from inside a test).
+    static let kernelDirectory: String? = {
+        guard let (status, out) = try? run("/bin/bash", [repoRoot + "/kernels/build", "--cached"]), status == 0 else { return nil }
+        let dir = out.split(separator: "\n").last.map(String.init) ?? ""
+        return FileManager.default.fileExists(atPath: dir + "/vmlinux") ? dir : nil
+    }()
+
+    static var missing: String? {
+        if !FileManager.default.isExecutableFile(atPath: qemu) { return "qemu-system-x86_64 is not installed (scripts/setup installs qemu-system-x86)" }
+        if kernelDirectory == nil { return "the guest kernel is not built yet: run kernels/build (scripts/setup does; about 7+ minutes once per machine)" }
+        if !FileManager.default.isExecutableFile(atPath: agent) {
+            return "the static agent is not built: swift build -c release --product bulkhead-agent -Xswiftc -static-executable (scripts/setup does)"
+        }
+        if !commandExists("mkfs.erofs") { return "mkfs.erofs is missing (erofs-utils)" }
+        return nil
+    }
+    static var ready: Bool { missing == nil }
+}
+
+/// A listening unix socket QEMU connects its chardev to.
+final class Listener {
+    let fd: Int32
+    let path: String
+    init(_ path: String) throws {
+        self.path = path
+        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        precondition(bytes.count < MemoryLayout.size(ofValue: addr.sun_path))
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in for (i, b) in bytes.enumerated() { raw[i] = b } }
+        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        guard rc == 0, listen(fd, 1) == 0 else { throw ShellFailure(description: "cannot listen on \(path): errno \(errno)") }
+    }
+    deinit { close(fd) }
+
+    func accept(timeoutMs: Int32) throws -> Int32 {
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&p, 1, timeoutMs) == 1 else { throw ShellFailure(description: "QEMU did not connect to \(path) within \(timeoutMs) ms") }
+        let c = Glibc.accept(fd, nil, nil)
+        _ = fcntl(c, F_SETFD, FD_CLOEXEC)
+        guard c >= 0 else { throw ShellFailure(description: "accept on \(path): errno \(errno)") }
+        return c
+    }
+}
+
+/// One QEMU (TCG) microVM booting our kernel + agent initramfs + a busybox rootfs image.
+final class TestVM {
+    let dir: TempDir
+    let process = Process()
+    let channel: GuestChannel
+    var console: String { (try? String(contentsOfFile: dir.path + "/console.log", encoding: .utf8)) ?? "" }
+
+    init(tag: String) throws {
+        dir = try TempDir("vm-\(tag)")
+        let p = dir.path
+        // The rootfs: busybox-static and the applets the test uses, as a shared read-only erofs image.
+        try sh("""
+            mkdir -p \(p)/tree/bin \(p)/tree/etc \(p)/tree/tmp && cp /bin/busybox \(p)/tree/bin/busybox
+            for a in sh cat uname echo ls ps sleep true wc head; do ln -s busybox \(p)/tree/bin/$a; done
+            echo 'root:x:0:0:root:/:/bin/sh' > \(p)/tree/etc/passwd
+            """)
+        let image = try RootfsImageStore(directory: p + "/cache").image(digest: "sha256:" + String(repeating: "e", count: 64), source: p + "/tree")
+        try Initramfs.build(agent: GuestFixture.agent, output: p + "/initramfs.cpio")
+        let control = try Listener(p + "/control.sock"), stdio = try Listener(p + "/stdio.sock")
+        process.executableURL = URL(fileURLWithPath: GuestFixture.qemu)
+        process.arguments = [
+            "-accel", "tcg", "-M", "pc", "-m", "256", "-smp", "1", "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
+            "-kernel", GuestFixture.kernelDirectory! + "/vmlinux", "-initrd", p + "/initramfs.cpio",
+            "-append", "console=ttyS0 reboot=k panic=-1 quiet bulkhead.rootfs=/dev/vda",
+            "-serial", "file:\(p)/console.log", "-monitor", "none",
+            "-drive", "file=\(image.path),format=raw,if=none,id=rootfs,readonly=on", "-device", "virtio-blk-pci,drive=rootfs",
+            "-device", "virtio-serial-pci,id=vser",
+            "-chardev", "socket,id=ctl,path=\(p)/control.sock", "-device", "virtserialport,bus=vser.0,chardev=ctl,name=bulkhead.control",
+            "-chardev", "socket,id=io,path=\(p)/stdio.sock", "-device", "virtserialport,bus=vser.0,chardev=io,name=bulkhead.stdio",
+        ]
+        process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+        let qemuErr = p + "/qemu.err"
+        _ = FileManager.default.createFile(atPath: qemuErr, contents: nil)
+        process.standardError = FileHandle(forWritingAtPath: qemuErr)
+        try process.run()
+        let c = try control.accept(timeoutMs: 30_000), s = try stdio.accept(timeoutMs: 30_000)
+        channel = GuestChannel(control: c, stdio: s)
+    }
+
+    /// Waits for QEMU to exit; true when it did within the time.
+    func waitForExit(timeoutMs: Int) -> Bool {
+        let deadline = Date().addingTimeInterval(Double(timeoutMs) / 1000)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        return !process.isRunning
+    }
+
+    deinit {
+        if process.isRunning { process.terminate(); process.waitUntilExit() }
+    }
+}
+
+func specJSON(_ args: [String], terminal: Bool = false) -> [UInt8] {
+    let quoted = args.map { "\"\($0)\"" }.joined(separator: ",")
+    return Array(#"{"ociVersion":"1.0.2","hostname":"guest","root":{"path":"rootfs"},"process":{"terminal":\#(terminal),"args":[\#(quoted)],"env":["PATH=/bin","HOME=/"],"cwd":"/"}}"#.utf8)
+}
+
+func processJSON(_ args: [String]) -> [UInt8] {
+    let quoted = args.map { "\"\($0.replacingOccurrences(of: "\"", with: "\\\""))\"" }.joined(separator: ",")
+    return Array(#"{"args":[\#(quoted)],"env":["PATH=/bin"],"cwd":"/"}"#.utf8)
+}
+
+@Suite(.serialized) struct MicroVMEndToEnd {
+    /// Boots a real VM (QEMU TCG), runs `cat` as the container's process with exec'd `uname -r` and
+    /// `sh -c 'exit 3'` beside it, pipes 4 MiB through cat, and checks the VM powers itself off after.
+    @Test(.enabled(if: GuestFixture.ready, "\(GuestFixture.missing ?? "")"), .timeLimit(.minutes(5)))
+    func runsProcessesInTheGuestAndPowersOff() throws {
+        let vm = try TestVM(tag: "e2e")
+        let ch = vm.channel
+        do {
+            try ch.handshake(timeoutMs: 90_000)
+            #expect(ch.agentSoftware?.contains("bulkhead-agent") == true)
+            try ch.create(containerID: "e2e", spec: specJSON(["cat"]), timeoutMs: 30_000)
+            try ch.send(.start)
+            try ch.send(.exec(process: 1, spec: processJSON(["uname", "-r"])))
+            try ch.send(.exec(process: 2, spec: processJSON(["sh", "-c", "echo to-stderr >&2; exit 3"])))
+            try ch.send(.exec(process: 3, spec: processJSON(["/bin/nonexistent"])))
+            let execs = try ch.collect([1, 2, 3], timeoutMs: 60_000)
+            let release = try String(contentsOfFile: GuestFixture.kernelDirectory! + "/release", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(String(decoding: execs[1]!.stdout, as: UTF8.self) == release + "\n")
+            #expect(release.hasSuffix("-bulkhead"))
+            #expect(execs[1]!.status == .exited(0))
+            #expect(execs[2]!.status == .exited(3))
+            #expect(String(decoding: execs[2]!.stderr, as: UTF8.self) == "to-stderr\n")
+            #expect(execs[3]!.error?.contains("No such file or directory") == true)
+            // 4 MiB through stdin → cat → stdout, byte for byte.
+            var payload = [UInt8](repeating: 0, count: 4 << 20)
+            for i in payload.indices { payload[i] = UInt8(truncatingIfNeeded: i &* 2654435761 >> 7) }
+            try ch.queueStdin(process: 0, payload)
+            try ch.send(.closeStdin(process: 0))
+            let cat = try ch.collect([0], timeoutMs: 120_000)
+            #expect(cat[0]!.status == .exited(0))
+            #expect(cat[0]!.stdout.count == payload.count)
+            #expect(cat[0]!.stdout == payload)
+            // The container ended: the agent announces the power-off and the VM goes away by itself.
+            _ = try ch.wait(timeoutMs: 10_000, for: "shutdown") { if case .shutdown = $0 { return true } else { return nil } }
+            try? ch.send(.shutdown)
+            #expect(vm.waitForExit(timeoutMs: 20_000), "QEMU still runs after the container ended")
+            #expect(vm.process.terminationStatus == 0)
+        } catch {
+            Issue.record("\(error)\n--- console ---\n\(vm.console.suffix(3000))")
+        }
+    }
+}
