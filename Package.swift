@@ -44,6 +44,7 @@ let package = Package(
         .target(name: "GuestAgent", dependencies: ["GuestProtocol", "LinuxOS", "CAgentShims"]),
         .executableTarget(name: "bulkhead-agent", dependencies: ["GuestAgent"]),
         .target(name: "GuestHost", dependencies: ["GuestProtocol", "LinuxOS"]),
+        .executableTarget(name: "bulkhead-guest-bench", dependencies: ["GuestHost", "GuestImage", "GuestProtocol"]),
         .target(name: "GuestImage", dependencies: ["LinuxOS", "CArchive"], linkerSettings: archiveLinks),
         .testTarget(name: "GuestProtocolTests", dependencies: ["GuestProtocol"]),
         .testTarget(name: "GuestTests", dependencies: ["GuestAgent", "GuestHost", "GuestImage", "GuestProtocol", "LinuxOS"]),

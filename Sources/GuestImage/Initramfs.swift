@@ -27,6 +27,22 @@ public enum Initramfs {
         guard binary.starts(with: [0x7f, 0x45, 0x4c, 0x46]) else {
             throw Tool.Failure(description: "initramfs: \(agent) is not an ELF executable")
         }
+        var entries: [Entry] = ["dev", "proc", "sys", "run", "tmp"].map { .directory($0) }
+        entries.append(.characterDevice("dev/console", major: 5, minor: 1))
+        entries.append(.file("init", mode: 0o755, contents: binary))
+        try write(entries, to: output)
+    }
+
+    /// One archive member.
+    public enum Entry: Sendable {
+        case directory(String)
+        case file(String, mode: mode_t, contents: [UInt8])
+        case characterDevice(String, major: UInt32, minor: UInt32)
+        case symlink(String, target: String)
+    }
+
+    /// Writes a newc archive of `entries` (root-owned, time 0) to `output`, atomically.
+    public static func write(_ entries: [Entry], to output: String) throws {
         let temp = "\(output).tmp-\(getpid())"
         guard let archive = archive_write_new() else { throw Tool.Failure(description: "initramfs: libarchive out of memory") }
         defer { archive_write_free(archive) }
@@ -41,7 +57,7 @@ public enum Initramfs {
         try check(archive_write_open_filename(archive, temp), "open \(temp)")
         var ok = false
         defer { if !ok { unlink(temp) } }
-        func add(_ name: String, type: mode_t, mode: mode_t, rdev: (UInt32, UInt32)? = nil, data: [UInt8] = []) throws {
+        func add(_ name: String, type: mode_t, mode: mode_t, rdev: (UInt32, UInt32)? = nil, data: [UInt8] = [], link: String? = nil) throws {
             guard let entry = archive_entry_new() else { throw Tool.Failure(description: "initramfs: out of memory") }
             defer { archive_entry_free(entry) }
             archive_entry_set_pathname(entry, name)
@@ -55,6 +71,7 @@ public enum Initramfs {
                 archive_entry_set_rdevmajor(entry, dev_t(rdev.0))
                 archive_entry_set_rdevminor(entry, dev_t(rdev.1))
             }
+            if let link { archive_entry_set_symlink(entry, link) }
             archive_entry_set_size(entry, la_int64_t(data.count))
             try check(archive_write_header(archive, entry), "header \(name)")
             if !data.isEmpty {
@@ -62,9 +79,14 @@ public enum Initramfs {
                 guard written == data.count else { try check(ARCHIVE_FATAL, "data \(name)"); return }
             }
         }
-        for dir in ["dev", "proc", "sys", "run", "tmp"] { try add(dir, type: S_IFDIR, mode: 0o755) }
-        try add("dev/console", type: S_IFCHR, mode: 0o600, rdev: (5, 1))
-        try add("init", type: S_IFREG, mode: 0o755, data: binary)
+        for entry in entries {
+            switch entry {
+            case let .directory(name): try add(name, type: S_IFDIR, mode: 0o755)
+            case let .file(name, mode, contents): try add(name, type: S_IFREG, mode: mode, data: contents)
+            case let .characterDevice(name, major, minor): try add(name, type: S_IFCHR, mode: 0o600, rdev: (major, minor))
+            case let .symlink(name, target): try add(name, type: S_IFLNK, mode: 0o777, data: [], link: target)
+            }
+        }
         try check(archive_write_close(archive), "close")
         let out = try FileDescriptor.open(temp, O_RDONLY)
         try out.fsync(path: temp)

@@ -28,33 +28,6 @@ enum GuestFixture {
     static var ready: Bool { missing == nil }
 }
 
-/// A listening unix socket QEMU connects its chardev to.
-final class Listener {
-    let fd: Int32
-    let path: String
-    init(_ path: String) throws {
-        self.path = path
-        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        precondition(bytes.count < MemoryLayout.size(ofValue: addr.sun_path))
-        withUnsafeMutableBytes(of: &addr.sun_path) { raw in for (i, b) in bytes.enumerated() { raw[i] = b } }
-        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
-        guard rc == 0, listen(fd, 1) == 0 else { throw ShellFailure(description: "cannot listen on \(path): errno \(errno)") }
-    }
-    deinit { close(fd) }
-
-    func accept(timeoutMs: Int32) throws -> Int32 {
-        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        guard poll(&p, 1, timeoutMs) == 1 else { throw ShellFailure(description: "QEMU did not connect to \(path) within \(timeoutMs) ms") }
-        let c = Glibc.accept(fd, nil, nil)
-        _ = fcntl(c, F_SETFD, FD_CLOEXEC)
-        guard c >= 0 else { throw ShellFailure(description: "accept on \(path): errno \(errno)") }
-        return c
-    }
-}
-
 /// One QEMU (TCG) microVM booting our kernel + agent initramfs + a busybox rootfs image.
 final class TestVM {
     let dir: TempDir
@@ -73,18 +46,13 @@ final class TestVM {
             """)
         let image = try RootfsImageStore(directory: p + "/cache").image(digest: "sha256:" + String(repeating: "e", count: 64), source: p + "/tree")
         try Initramfs.build(agent: GuestFixture.agent, output: p + "/initramfs.cpio")
-        let control = try Listener(p + "/control.sock"), stdio = try Listener(p + "/stdio.sock")
-        process.executableURL = URL(fileURLWithPath: GuestFixture.qemu)
-        process.arguments = [
-            "-accel", "tcg", "-M", "pc", "-m", "256", "-smp", "1", "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
-            "-kernel", GuestFixture.kernelDirectory! + "/vmlinux", "-initrd", p + "/initramfs.cpio",
-            "-append", "console=ttyS0 reboot=k panic=-1 quiet bulkhead.rootfs=/dev/vda",
-            "-serial", "file:\(p)/console.log", "-monitor", "none",
-            "-drive", "file=\(image.path),format=raw,if=none,id=rootfs,readonly=on", "-device", "virtio-blk-pci,drive=rootfs",
-            "-device", "virtio-serial-pci,id=vser",
-            "-chardev", "socket,id=ctl,path=\(p)/control.sock", "-device", "virtserialport,bus=vser.0,chardev=ctl,name=bulkhead.control",
-            "-chardev", "socket,id=io,path=\(p)/stdio.sock", "-device", "virtserialport,bus=vser.0,chardev=io,name=bulkhead.stdio",
-        ]
+        let control = try UnixListener(path: p + "/control.sock"), stdio = try UnixListener(path: p + "/stdio.sock")
+        var command = QEMUCommand(kernel: GuestFixture.kernelDirectory! + "/vmlinux", initramfs: p + "/initramfs.cpio", consoleLog: p + "/console.log")
+        command.rootfsImage = image.path
+        command.controlSocket = control.path
+        command.stdioSocket = stdio.path
+        process.executableURL = URL(fileURLWithPath: command.qemu)
+        process.arguments = command.arguments
         process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
         let qemuErr = p + "/qemu.err"
         _ = FileManager.default.createFile(atPath: qemuErr, contents: nil)
