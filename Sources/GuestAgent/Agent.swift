@@ -354,7 +354,7 @@ public final class Agent {
         let proc = WorkloadProcess(
             id: id, pid: pid, terminal: terminal,
             stdin: OwnedFD(parentIn),
-            stdout: OwnedFD(terminal ? dup(parentIn) : parentOut),
+            stdout: OwnedFD(terminal ? fcntl(parentIn, F_DUPFD_CLOEXEC, 3) : parentOut),
             stderr: parentErr >= 0 ? OwnedFD(parentErr) : nil)
         processes[id] = proc
         send(.started(process: id, pid: pid))

@@ -117,7 +117,9 @@ func processJSON(_ args: [String]) -> [UInt8] {
             #expect(cat[0]!.stdout.count == payload.count)
             #expect(cat[0]!.stdout == payload)
             // The container ended: the agent announces the power-off and the VM goes away by itself.
-            _ = try ch.wait(timeoutMs: 10_000, for: "shutdown") { if case .shutdown = $0 { return true } else { return nil } }
+            if !ch.shutdownAnnounced {
+                _ = try ch.wait(timeoutMs: 10_000, for: "shutdown") { if case .shutdown = $0 { return true } else { return nil } }
+            }
             try? ch.send(.shutdown)
             #expect(vm.waitForExit(timeoutMs: 20_000), "QEMU still runs after the container ended")
             #expect(vm.process.terminationStatus == 0)
