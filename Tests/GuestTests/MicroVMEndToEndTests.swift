@@ -41,7 +41,7 @@ final class TestVM {
         // The rootfs: busybox-static and the applets the test uses, as a shared read-only erofs image.
         try sh("""
             mkdir -p \(p)/tree/bin \(p)/tree/etc \(p)/tree/tmp && cp /bin/busybox \(p)/tree/bin/busybox
-            for a in sh cat uname echo ls ps sleep true wc head; do ln -s busybox \(p)/tree/bin/$a; done
+            for a in sh cat uname echo ls ps sleep true wc head stty; do ln -s busybox \(p)/tree/bin/$a; done
             echo 'root:x:0:0:root:/:/bin/sh' > \(p)/tree/etc/passwd
             """)
         let image = try RootfsImageStore(directory: p + "/cache").image(digest: "sha256:" + String(repeating: "e", count: 64), source: p + "/tree")
@@ -79,9 +79,10 @@ func specJSON(_ args: [String], terminal: Bool = false) -> [UInt8] {
     return Array(#"{"ociVersion":"1.0.2","hostname":"guest","root":{"path":"rootfs"},"process":{"terminal":\#(terminal),"args":[\#(quoted)],"env":["PATH=/bin","HOME=/"],"cwd":"/"}}"#.utf8)
 }
 
-func processJSON(_ args: [String]) -> [UInt8] {
+func processJSON(_ args: [String], terminal: Bool = false) -> [UInt8] {
     let quoted = args.map { "\"\($0.replacingOccurrences(of: "\"", with: "\\\""))\"" }.joined(separator: ",")
-    return Array(#"{"args":[\#(quoted)],"env":["PATH=/bin"],"cwd":"/"}"#.utf8)
+    let tty = terminal ? #","terminal":true,"consoleSize":{"height":33,"width":101}"# : ""
+    return Array(#"{"args":[\#(quoted)],"env":["PATH=/bin"],"cwd":"/"\#(tty)}"#.utf8)
 }
 
 @Suite(.serialized) struct MicroVMEndToEnd {
@@ -107,6 +108,25 @@ func processJSON(_ args: [String]) -> [UInt8] {
             #expect(execs[2]!.status == .exited(3))
             #expect(String(decoding: execs[2]!.stderr, as: UTF8.self) == "to-stderr\n")
             #expect(execs[3]!.error?.contains("No such file or directory") == true)
+            // Signals reach the workload; a terminal process gets a pty with the asked size and resizes.
+            try ch.send(.exec(process: 4, spec: processJSON(["sleep", "100"])))
+            _ = try ch.wait(timeoutMs: 30_000, for: "started 4") { if case .started(4, _) = $0 { return true } else { return nil } }
+            try ch.send(.signal(process: 4, signal: 15))
+            try ch.send(.exec(process: 5, spec: processJSON(["sh", "-c", "stty size; read line; stty size; exit 7"], terminal: true)))
+            _ = try ch.wait(timeoutMs: 30_000, for: "started 5") { if case .started(5, _) = $0 { return true } else { return nil } }
+            try ch.send(.windowSize(process: 5, rows: 40, columns: 120))
+            try ch.queueStdin(process: 5, Array("go\n".utf8))
+            let more = try ch.collect([4, 5], timeoutMs: 60_000)
+            #expect(more[4]!.status == .signaled(15))
+            #expect(more[5]!.status == .exited(7))
+            let tty = String(decoding: more[5]!.stdout, as: UTF8.self)
+            #expect(tty.contains("33 101\r\n") && tty.contains("40 120\r\n"), "terminal output: \(tty.debugDescription)")
+            // The guest sees its own processes only: the agent as PID 1 and the container's.
+            try ch.send(.exec(process: 6, spec: processJSON(["sh", "-c", "cat /proc/1/comm; ls /proc | grep -c '^[0-9]'"])))
+            let ps = try ch.collect([6], timeoutMs: 30_000)
+            let lines = String(decoding: ps[6]!.stdout, as: UTF8.self).split(separator: "\n")
+            #expect(lines.first == "init")
+            #expect((lines.last.flatMap { Int($0) } ?? 999) < 100)
             // 4 MiB through stdin → cat → stdout, byte for byte.
             var payload = [UInt8](repeating: 0, count: 4 << 20)
             for i in payload.indices { payload[i] = UInt8(truncatingIfNeeded: i &* 2654435761 >> 7) }
