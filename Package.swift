@@ -12,6 +12,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "bulkhead", targets: ["bulkhead"]),
+        .executable(name: "bulkhead-agent", targets: ["bulkhead-agent"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -65,6 +66,18 @@ let package = Package(
         .executableTarget(name: "policy-bench", dependencies: ["Policy"], path: "bench/policy-bench"),
         .testTarget(name: "PolicyTests", dependencies: ["Policy", "PolicyGate", "BulkheadCommands"],
                     exclude: ["Corpus"]),
+
+        // MicroVM guest side: the host<->guest wire format, the guest agent (PID 1 of the initramfs,
+        // linked -static-executable), and the images a microVM boots (initramfs, shared rootfs image).
+        .target(name: "GuestProtocol"),
+        .target(name: "CAgentShims"),
+        .target(name: "GuestAgent", dependencies: ["GuestProtocol", "LinuxOS", "CAgentShims"]),
+        .executableTarget(name: "bulkhead-agent", dependencies: ["GuestAgent"]),
+        .target(name: "GuestHost", dependencies: ["GuestProtocol", "LinuxOS"]),
+        .executableTarget(name: "bulkhead-guest-bench", dependencies: ["GuestHost", "GuestImage", "GuestProtocol"]),
+        .target(name: "GuestImage", dependencies: ["LinuxOS", "CArchive"], linkerSettings: archiveLinks),
+        .testTarget(name: "GuestProtocolTests", dependencies: ["GuestProtocol"]),
+        .testTarget(name: "GuestTests", dependencies: ["GuestAgent", "GuestHost", "GuestImage", "GuestProtocol", "LinuxOS"]),
     ],
     swiftLanguageModes: [.v6]
 )
