@@ -29,12 +29,20 @@ let package = Package(
         // The CLI verbs (one file per verb) and the thin executable over them.
         .target(name: "BulkheadCommands", dependencies: [
             "LinuxOS",
+            "MicroVM",
+            "CShims",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "bulkhead", dependencies: ["BulkheadCommands"]),
 
         .testTarget(name: "LinuxOSTests", dependencies: ["LinuxOS"]),
+
+        // Our own VMM (issue 7): KVM ioctls through a C shim, libseccomp for per-thread filters.
+        .target(name: "CKVM"),
+        .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
+        .target(name: "MicroVM", dependencies: ["CKVM", "CSeccomp", "CShims", "LinuxOS"]),
+        .testTarget(name: "MicroVMTests", dependencies: ["MicroVM", "LinuxOS"], exclude: ["Guests"]),
     ],
     swiftLanguageModes: [.v6]
 )
