@@ -87,6 +87,21 @@ static void queue_offer(struct queue *q, uint16_t head) {
     mmio_write(q->base + QUEUE_NOTIFY, q->index);
 }
 
+/* Waits for the next used element; returns its length (and its head in *id), or -1 after a timeout. */
+static int64_t queue_wait_id(struct queue *q, uint32_t *id) {
+    for (uint64_t spin = 0; spin < 2000000000ull; spin++) {
+        barrier();
+        if (*(volatile uint16_t *)&q->used.idx != q->last_used) {
+            uint32_t len = q->used.ring[q->last_used % QSIZE].len;
+            *id = q->used.ring[q->last_used % QSIZE].id;
+            q->last_used++;
+            return len;
+        }
+        __asm__ volatile("pause");
+    }
+    return -1;
+}
+
 /* Waits for the next used element; returns its length, or -1 after a (generous) timeout. */
 static int64_t queue_wait(struct queue *q) {
     for (uint64_t spin = 0; spin < 2000000000ull; spin++) {

@@ -22,3 +22,4 @@ stack_top:
     .long 18                    # type
     .asciz "Xen"
     .long 0x1000000             # 32-bit entry (unused: we enter in long mode)
+    .section .note.GNU-stack, "", @progbits
