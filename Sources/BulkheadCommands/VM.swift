@@ -130,6 +130,7 @@ struct VMRun: ParsableCommand, GlobalOptionsCarrier {
             log.info("vm: \(exit)")
         case .stopped:
             log.info("vm: stopped by signal \(signalled)")
+            log.debug("vm: vCPU instruction pointers: \(machine.instructionPointers().map { $0.map { "0x" + String($0, radix: 16) } ?? "?" })")
             throw ExitCode(128 + (signalled == 0 ? SIGTERM : signalled))
         case .failed(let why):
             throw VMRunError("the VM failed: \(why)")

@@ -194,7 +194,8 @@ public final class VirtualMachine: @unchecked Sendable {
         for i in 0..<configuration.vcpus {
             let vcpu = try VCPU(index: i, vm: vm, mapSize: mapSize)
             try vcpu.setCPUID(CPUSetup.filterCPUID(cpuid, vcpu: UInt32(i), of: UInt32(configuration.vcpus)))
-            _ = try vcpu.setMSRs(CPUSetup.bootMSRs)
+            let setCount = try vcpu.setMSRs(CPUSetup.bootMSRs)
+            if setCount < CPUSetup.bootMSRs.count { report("vcpu \(i): KVM accepted only \(setCount) of \(CPUSetup.bootMSRs.count) boot MSRs") }
             try vcpu.setBootLAPIC()
             if i == 0 {
                 try vcpu.setSregs(CPUSetup.longModeSregs(from: try vcpu.sregs()))
@@ -278,6 +279,9 @@ public final class VirtualMachine: @unchecked Sendable {
         threads.removeAll()
         return exit!
     }
+
+    /// Where each vCPU is (instruction pointer), for diagnostics after the VM stopped.
+    public func instructionPointers() -> [UInt64?] { vcpus.map { try? $0.regs().rip } }
 
     /// Device I/O: virtqueue notifications, console port input, serial input, and the stop signal.
     func ioLoop() {

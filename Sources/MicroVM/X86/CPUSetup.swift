@@ -62,6 +62,7 @@ public enum CPUSetup {
         (0xC000_0102, 0),                              // KERNEL_GS_BASE
         (0x10, 0),                                     // TSC
         (0x1A0, 1),                                    // IA32_MISC_ENABLE: fast strings
+        (0x2FF, 0x806),                                // MTRRdefType: MTRRs on, default write-back
     ]
 
     /// The host's supported CPUID filtered for vCPU `index` of `count`: APIC IDs (leaf 1, 0xB, 0x1F), a flat
