@@ -33,15 +33,18 @@ monitors = {
 }
 
 def overhead_kib(pid, guest_kib):
-    """RSS (KiB) of every mapping smaller than guest RAM: the monitor's own code, heap, stacks, libraries."""
-    total, size = 0, 0
+    """(RSS, anonymous RSS) in KiB of every mapping smaller than guest RAM: the monitor's own code, data, heap,
+    stacks and libraries. File-backed pages (code) are shared page cache; anonymous ones are the monitor's alone."""
+    total, anon, size = 0, 0, 0
     with open(f"/proc/{pid}/smaps") as f:
         for line in f:
             if line.startswith("Size:"):
                 size = int(line.split()[1])
             elif line.startswith("Rss:") and size < guest_kib:
                 total += int(line.split()[1])
-    return total
+            elif line.startswith("Anonymous:") and size < guest_kib:
+                anon += int(line.split()[1])
+    return total, anon
 
 def one(cmd):
     t0 = time.perf_counter()
@@ -53,11 +56,11 @@ def one(cmd):
     os.read(p.stdout.fileno(), 1)
     first = (time.perf_counter() - t0) * 1000
     time.sleep(0.3)  # let the line finish and the monitor settle
-    rss = overhead_kib(p.pid, mem * 1024)
+    rss, anon = overhead_kib(p.pid, mem * 1024)
     p.send_signal(signal.SIGTERM)
     try: p.wait(5)
     except subprocess.TimeoutExpired: p.kill(); p.wait()
-    return first, rss
+    return first, rss, anon
 
 results = {name: [] for name in monitors}
 for i in range(runs):  # interleaved, so load changes hit every monitor alike
@@ -65,15 +68,16 @@ for i in range(runs):  # interleaved, so load changes hit every monitor alike
         results[name].append(one(cmd))
 
 print(f"guest: {os.path.basename(guest)} ({mem} MiB RAM, 1 vCPU), {runs} runs each, interleaved; host load {os.getloadavg()[0]:.1f}")
-print(f"{'monitor':32} {'exec→first UART byte (ms)':>28} {'overhead RSS (MiB)':>20}")
+print(f"{'monitor':30} {'exec→first UART byte (ms)':>26} {'overhead RSS (MiB)':>19} {'of it anonymous (MiB)':>22}")
 med = {}
 for name, rows in results.items():
     t = statistics.median(r[0] for r in rows); m = statistics.median(r[1] for r in rows) / 1024
-    med[name] = (t, m)
-    print(f"{name:32} {t:28.1f} {m:20.2f}")
+    a = statistics.median(r[2] for r in rows) / 1024
+    med[name] = (t, m, a)
+    print(f"{name:30} {t:26.1f} {m:19.2f} {a:22.2f}")
 q = med["qemu -M microvm -accel kvm"]
 for name in monitors:
     if name.startswith("bulkhead"):
-        t, m = med[name]
-        print(f"ratio {name} / qemu: start {t / q[0]:.2f}x, overhead {m / q[1]:.2f}x")
+        t, m, a = med[name]
+        print(f"ratio {name} / qemu: start {t / q[0]:.2f}x, overhead RSS {m / q[1]:.2f}x, anonymous {a / q[2]:.2f}x")
 PY

@@ -66,18 +66,16 @@ public final class VMJail: @unchecked Sendable {
             break
         }
 
-        // A private mount namespace whose root is an empty read-only tmpfs.
+        // A private mount namespace whose root is an empty read-only tmpfs. pivot_root(".", ".") stacks the old
+        // root under the new one, and the lazy unmount removes it: no directory, no remount needed.
         try Confinement.unshareMountNamespace()
         try Mount.mount(source: nil, target: "/", type: nil, flags: UInt(MS_REC | MS_PRIVATE))
-        try Mount.mount(source: "bulkhead-vmm", target: "/tmp", type: "tmpfs", flags: UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC),
-                        data: "size=16k,mode=0755")
+        try Mount.mount(source: "bulkhead-vmm", target: "/tmp", type: "tmpfs",
+                        flags: UInt(MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC), data: "size=4k,mode=0555")
         try sys("chdir", "/tmp") { chdir("/tmp") }
-        try sys("mkdir", "old-root") { Glibc.mkdir("old-root", 0o700) }
-        try Confinement.pivotRoot(".", putOld: "old-root")
+        try Confinement.pivotRoot(".", putOld: ".")
+        try Mount.unmount(".", flags: Int32(MNT_DETACH))
         try sys("chdir", "/") { chdir("/") }
-        try Mount.unmount("/old-root", flags: Int32(MNT_DETACH))
-        try sys("rmdir", "/old-root") { rmdir("/old-root") }
-        try Mount.mount(source: nil, target: "/", type: nil, flags: UInt(MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC))
         return VMJail(cgroupPath: path, memoryLimit: limit, cgroupParent: parent, cgroupName: name)
     }
 
