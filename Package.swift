@@ -16,6 +16,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
     ],
     targets: [
         // C shims: raw syscalls glibc does not wrap, ioctl numbers, variadic functions, fork/exec child set-up.
@@ -26,9 +27,16 @@ let package = Package(
         // Safe Linux layer: every syscall through one EINTR-retrying helper, owned fds, *at() path work.
         .target(name: "LinuxOS", dependencies: ["CShims"]),
 
+        // OCI images: spec types, content-addressed blob store, importers, layer snapshots, overlay rootfs.
+        .target(name: "OCIImage", dependencies: [
+            "LinuxOS", "CArchive", "CShims",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ], linkerSettings: archiveLinks),
+        .testTarget(name: "OCIImageTests", dependencies: ["OCIImage", "LinuxOS"]),
+
         // The CLI verbs (one file per verb) and the thin executable over them.
         .target(name: "BulkheadCommands", dependencies: [
-            "LinuxOS",
+            "LinuxOS", "OCIImage",
             "MicroVM",
             "CShims",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

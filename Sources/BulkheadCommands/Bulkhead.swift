@@ -32,6 +32,7 @@ public struct Bulkhead: ParsableCommand {
 public enum BulkheadCommandRegistry {
     public static let subcommands: [ParsableCommand.Type] = [
         Info.self,
+        ImageCommand.self,
         VMCommand.self,
     ]
 }

@@ -84,7 +84,7 @@ struct LinuxBootTests {
         #expect(process.terminationStatus == 143, "\(errors)")
         print("""
             linux boot test: saw "Linux version", the exact command line and all \(e820.count) e820 entries after \
-            \(String(format: "%.1f", elapsed)) s, then stopped the VM. \(HardwareVirtualization.isParavirtual ? "On this paravirtual host (kvm_pvm) the kernel goes no further in reasonable time (it crawls, then ends in an emulation failure); the bzImage decompressor stalls before printing." : "")
+            \(String(format: "%.1f", elapsed)) s, then stopped the VM. \(HardwareVirtualization.isParavirtual ? "On this paravirtual host (kvm_pvm) the kernel goes no further in reasonable time (DESIGN.md §3: it crawls, then stops with an emulation failure; the bzImage decompressor stalls before printing), so the test stops here." : "")
             """)
     }
 
