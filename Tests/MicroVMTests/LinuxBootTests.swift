@@ -13,7 +13,7 @@ enum HardwareVirtualization {
     /// Where a stock Linux kernel boots to userspace under our VMM.
     static let bootsStockKernels = Host.hasKVM && hasVTxOrSVM && !isParavirtual
     static let reason: Comment = """
-        skipped: this host's /dev/kvm is kvm_pvm (paravirtual nested KVM) without VT-x/AMD-V; a stock Linux kernel \
+        this host's /dev/kvm is kvm_pvm (paravirtual nested KVM) without VT-x/AMD-V; a stock Linux kernel \
         only reaches its early console here (see the Linux boot-protocol test), so kernel → init → reset cannot run
         """
 }
