@@ -64,6 +64,9 @@ struct VMRun: ParsableCommand, GlobalOptionsCarrier {
 
     func run() throws {
         let log = Logger(label: "bulkhead.vm")
+        // Forward stdin to the UART only when it is really there (a closed fd 0 would be reused by our own files).
+        var stdinStat = stat()
+        let stdinUsable = fstat(0, &stdinStat) == 0 && [S_IFIFO, S_IFSOCK, S_IFCHR].contains(stdinStat.st_mode & S_IFMT)
         let parsedDisks = try disks.map(Self.parseDisk)
         var consoleFD: Int32 = 1
         if console != "stdio" {
@@ -72,7 +75,7 @@ struct VMRun: ParsableCommand, GlobalOptionsCarrier {
         defer { if consoleFD != 1 { close(consoleFD) } }
         let configuration = VMConfiguration(
             kernel: kernel, initrd: initrd, commandLine: cmdline, disks: parsedDisks, memoryMiB: memory, vcpus: vcpus,
-            consoleOutputFD: consoleFD, consoleInputFD: console == "stdio" && isatty(0) == 0 ? nil : (console == "stdio" ? 0 : nil),
+            consoleOutputFD: consoleFD, consoleInputFD: console == "stdio" && stdinUsable ? 0 : nil,
             hugePages: hugePages)
 
         // Signals: SIGINT/SIGTERM arrive through a signalfd on this thread; threads inherit the blocked mask.
@@ -85,6 +88,13 @@ struct VMRun: ParsableCommand, GlobalOptionsCarrier {
         sigdelset(&mask, vcpuKickSignal)
         let signals = FileDescriptor(adopting: try sys("signalfd") { signalfd(-1, &mask, Int32(SFD_CLOEXEC)) })
 
+        var jail: VMJail? = nil
+        if !noJail {
+            do { jail = try VMJail.enter(guestMemoryBytes: UInt64(max(memory, 0)) << 20) } catch {
+                throw VMRunError("cannot move the VMM into its cgroup: \(error) (run as root, or pass --no-jail to debug)")
+            }
+        }
+        defer { jail?.leave() } // also when set-up fails: no cgroup is left behind
         let machine: VirtualMachine
         do {
             machine = try VirtualMachine(configuration) { message in log.warning("\(message)") }
@@ -93,17 +103,16 @@ struct VMRun: ParsableCommand, GlobalOptionsCarrier {
         }
         log.debug("kernel \(machine.kernel.format.rawValue) entry 0x\(String(machine.kernel.entry, radix: 16)); cmdline \(machine.commandLine)")
 
-        var jail: VMJail? = nil
         var seccomp: SeccompPolicy? = nil
-        if !noJail {
+        if let jail {
             do {
-                jail = try VMJail.enter(guestMemoryBytes: machine.memory.size)
-                try jail?.dropCapabilities()
+                try jail.confineMounts()
+                try jail.dropCapabilities()
                 seccomp = try SeccompPolicy.filters(for: jail)
             } catch {
                 throw VMRunError("cannot confine the VMM: \(error) (run as root, or pass --no-jail to debug)")
             }
-            log.debug("jail: cgroup \(jail?.cgroupPath ?? "none"), limit \(jail?.memoryLimit ?? 0) bytes")
+            log.debug("jail: cgroup \(jail.cgroupPath ?? "none"), limit \(jail.memoryLimit) bytes")
         }
         let filters = seccomp
         try machine.start { role in try filters?.install(role) }
@@ -124,7 +133,6 @@ struct VMRun: ParsableCommand, GlobalOptionsCarrier {
             if pollfds[0].revents != 0 { break }
         }
         let exit = machine.wait()
-        jail?.leave()
         switch exit {
         case .reset, .shutdown:
             log.info("vm: \(exit)")

@@ -36,7 +36,11 @@ enum LinuxKernel {
         try fm.createDirectory(atPath: debianCache, withIntermediateDirectories: true)
         let vmlinuz = debianCache + "/vmlinuz", vmlinux = debianCache + "/vmlinux"
         if !fm.fileExists(atPath: vmlinuz) {
-            let depends = try run("/usr/bin/apt-cache", ["depends", "linux-image-cloud-amd64"])
+            var depends = (try? run("/usr/bin/apt-cache", ["depends", "linux-image-cloud-amd64"])) ?? ""
+            if !depends.contains("Depends: linux-image-") { // a fresh machine may have no package lists yet
+                try run("/usr/bin/apt-get", ["update", "-qq"])
+                depends = try run("/usr/bin/apt-cache", ["depends", "linux-image-cloud-amd64"])
+            }
             guard let package = depends.split(separator: "\n").compactMap({ line -> String? in
                 let t = line.trimmingCharacters(in: .whitespaces)
                 return t.hasPrefix("Depends: linux-image-") ? String(t.dropFirst("Depends: ".count)) : nil

@@ -51,9 +51,9 @@ public final class SeccompPolicy: @unchecked Sendable {
                 let r = seccomp_rule_add_array(ctx, UInt32(SCMP_ACT_ALLOW), number, 0, nil)
                 guard r == 0 else { throw KVMError("seccomp rule for \(name): \(String(cString: strerror(-r)))") }
             }
-            if role == .vcpu {
-                let ioctl = seccomp_syscall_resolve_name("ioctl")
-                for request in [bh_kvm_req_run(), bh_kvm_req_irq_line(), bh_kvm_req_get_regs(), bh_kvm_req_get_sregs()] {
+            let ioctl = seccomp_syscall_resolve_name("ioctl")
+            for request in ioctlRequests(role) {
+                do {
                     var cmp = scmp_arg_cmp(arg: 1, op: SCMP_CMP_EQ, datum_a: UInt64(request), datum_b: 0)
                     let r = seccomp_rule_add_array(ctx, UInt32(SCMP_ACT_ALLOW), ioctl, 1, &cmp)
                     guard r == 0 else { throw KVMError("seccomp ioctl rule: \(String(cString: strerror(-r)))") }
@@ -61,6 +61,16 @@ public final class SeccompPolicy: @unchecked Sendable {
             }
         }
         return SeccompPolicy(filters: made)
+    }
+
+    /// The only ioctls each role may make: vCPUs run and raise the UART's line; the I/O thread raises it for
+    /// serial input; the main thread reads registers for the exit report.
+    public static func ioctlRequests(_ role: ThreadRole) -> [UInt] {
+        switch role {
+        case .vcpu: return [bh_kvm_req_run(), bh_kvm_req_irq_line(), bh_kvm_req_get_regs(), bh_kvm_req_get_sregs()]
+        case .io: return [bh_kvm_req_irq_line()]
+        case .main: return [bh_kvm_req_get_regs()]
+        }
     }
 
     /// Loads `role`'s filter on the calling thread.

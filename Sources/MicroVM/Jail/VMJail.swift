@@ -32,8 +32,9 @@ public final class VMJail: @unchecked Sendable {
         self.cgroupName = cgroupName
     }
 
-    /// Moves the process into its cgroup and its own mount namespace. Call while single-threaded.
-    public static func enter(guestMemoryBytes: UInt64, keepFDs: [Int32] = []) throws -> VMJail {
+    /// Moves the process into its own memory cgroup. Call before the VM is built, so that everything the VMM
+    /// allocates or loads into guest memory is charged to it.
+    public static func enter(guestMemoryBytes: UInt64) throws -> VMJail {
         let limit = guestMemoryBytes + overheadBytes
         let pid = getpid()
         let name = "vm-\(pid)"
@@ -66,8 +67,13 @@ public final class VMJail: @unchecked Sendable {
             break
         }
 
-        // A private mount namespace whose root is an empty read-only tmpfs. pivot_root(".", ".") stacks the old
-        // root under the new one, and the lazy unmount removes it: no directory, no remount needed.
+        return VMJail(cgroupPath: path, memoryLimit: limit, cgroupParent: parent, cgroupName: name)
+    }
+
+    /// Moves the process into a private mount namespace whose root is an empty read-only tmpfs. Call after every
+    /// file the VMM needs is open, while single-threaded. pivot_root(".", ".") stacks the old root under the new
+    /// one, and the lazy unmount removes it: no directory, no remount needed.
+    public func confineMounts() throws {
         try Confinement.unshareMountNamespace()
         try Mount.mount(source: nil, target: "/", type: nil, flags: UInt(MS_REC | MS_PRIVATE))
         try Mount.mount(source: "bulkhead-vmm", target: "/tmp", type: "tmpfs",
@@ -76,7 +82,6 @@ public final class VMJail: @unchecked Sendable {
         try Confinement.pivotRoot(".", putOld: ".")
         try Mount.unmount(".", flags: Int32(MNT_DETACH))
         try sys("chdir", "/") { chdir("/") }
-        return VMJail(cgroupPath: path, memoryLimit: limit, cgroupParent: parent, cgroupName: name)
     }
 
     /// Drops every capability of the calling thread (threads started afterwards inherit none).
