@@ -47,8 +47,8 @@ let package = Package(
 
         // The CLI verbs (one file per verb) and the thin executable over them.
         .target(name: "BulkheadCommands", dependencies: [
-            "LinuxOS", "OCIImage", "Policy", "PolicyGate",
-            "OCIRuntime", "Cgroups", "Runtime", "NamespaceBackend",
+            "LinuxOS", "CShims", "OCIImage", "Policy", "PolicyGate",
+            "OCIRuntime", "Cgroups", "Runtime", "NamespaceBackend", "MicroVM",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -78,6 +78,12 @@ let package = Package(
         .target(name: "GuestImage", dependencies: ["LinuxOS", "CArchive"], linkerSettings: archiveLinks),
         .testTarget(name: "GuestProtocolTests", dependencies: ["GuestProtocol"]),
         .testTarget(name: "GuestTests", dependencies: ["GuestAgent", "GuestHost", "GuestImage", "GuestProtocol", "LinuxOS"]),
+
+        // Our own VMM (issue 7): KVM ioctls through a C shim, libseccomp for per-thread filters.
+        .target(name: "CKVM"),
+        .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
+        .target(name: "MicroVM", dependencies: ["CKVM", "CSeccomp", "CShims", "LinuxOS"]),
+        .testTarget(name: "MicroVMTests", dependencies: ["MicroVM", "LinuxOS"], exclude: ["Guests"]),
     ],
     swiftLanguageModes: [.v6]
 )

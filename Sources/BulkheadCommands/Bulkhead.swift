@@ -49,6 +49,8 @@ public enum BulkheadCommandRegistry {
         ImageCommand.self,
         PolicyCommand.self,
         InitPlaceholder.self,
+
+        VMCommand.self,
     ]
 }
 
