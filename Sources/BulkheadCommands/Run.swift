@@ -12,6 +12,7 @@ struct Run: ParsableCommand, GlobalOptionsCarrier {
 
     @OptionGroup var globals: GlobalOptions
     @OptionGroup var options: BundleCreateOptions
+    @OptionGroup var policy: PolicyOptions
     @Flag(name: [.short, .customLong("detach")], help: "Do not wait for the container.") var detach = false
     @Flag(name: .customLong("keep"), help: "Do not delete the container after it exits.") var keep = false
     @Flag(name: .customLong("no-subreaper"), help: "Accepted for runc compatibility.") var noSubreaper = false
@@ -23,7 +24,7 @@ struct Run: ParsableCommand, GlobalOptionsCarrier {
         let record = try RuntimeSupport.create(globals: globals, id: id, bundle: bundle, spec: spec, pidFile: options.pidFile,
                                                consoleSocket: options.consoleSocket, noPivot: options.noPivot,
                                                noNewKeyring: options.noNewKeyring, preserveFds: options.preserveFds,
-                                               foreground: !detach)
+                                               foreground: !detach, policy: policy)
         let backend = try RuntimeSupport.backend(named: record.backend)
         do {
             let directory = try RuntimeSupport.store(globals).open(id: id)
