@@ -273,6 +273,10 @@ public final class Agent {
         do {
             let skipped = try Boot.applyMounts(parsed.mounts ?? GuestMount.defaults, root: rootPath)
             if !skipped.isEmpty { AgentLog.info("mounts not applied in the guest: \(skipped.joined(separator: ", "))") }
+            if parsed.root?.readonly == true {
+                // After the mount points exist: the overlay's mount becomes read-only (submounts keep theirs).
+                try Mount.mount(source: nil, target: rootPath, type: nil, flags: UInt(MS_BIND | MS_REMOUNT | MS_RDONLY), data: nil)
+            }
             if let hostname = parsed.hostname, !hostname.isEmpty, hostname.utf8.count <= 64 {
                 _ = hostname.withCString { sethostname($0, strlen($0)) }
             }

@@ -76,7 +76,7 @@ final class TestVM {
 
 func specJSON(_ args: [String], terminal: Bool = false) -> [UInt8] {
     let quoted = args.map { "\"\($0)\"" }.joined(separator: ",")
-    return Array(#"{"ociVersion":"1.0.2","hostname":"guest","root":{"path":"rootfs"},"process":{"terminal":\#(terminal),"args":[\#(quoted)],"env":["PATH=/bin","HOME=/"],"cwd":"/"}}"#.utf8)
+    return Array(#"{"ociVersion":"1.0.2","hostname":"guest","root":{"path":"rootfs","readonly":true},"process":{"terminal":\#(terminal),"args":[\#(quoted)],"env":["PATH=/bin","HOME=/"],"cwd":"/"}}"#.utf8)
 }
 
 func processJSON(_ args: [String], terminal: Bool = false) -> [UInt8] {
@@ -135,6 +135,13 @@ func processJSON(_ args: [String], terminal: Bool = false) -> [UInt8] {
             let lines = String(decoding: ps[6]!.stdout, as: UTF8.self).split(separator: "\n")
             #expect(lines.first == "init")
             #expect((lines.last.flatMap { Int($0) } ?? 999) < 100)
+            // root.readonly: the container's root cannot be written; its tmpfs mounts (/dev/shm) can.
+            try ch.send(.exec(process: 7, spec: processJSON(["sh", "-c", "echo x > /newfile"])))
+            try ch.send(.exec(process: 8, spec: processJSON(["sh", "-c", "echo x > /dev/shm/f && cat /dev/shm/f"])))
+            let ro = try ch.collect([7, 8], timeoutMs: 30_000)
+            #expect(ro[7]!.status != .exited(0))
+            #expect(String(decoding: ro[7]!.stderr, as: UTF8.self).contains("Read-only file system"))
+            #expect(ro[8]!.status == .exited(0) && ro[8]!.stdout == Array("x\n".utf8))
             // 10 MiB through stdin → cat → stdout, byte for byte.
             var payload = [UInt8](repeating: 0, count: 10 << 20)
             for i in payload.indices { payload[i] = UInt8(truncatingIfNeeded: i &* 2654435761 >> 7) }
