@@ -46,7 +46,11 @@ public enum BulkheadCommandRegistry {
         SpecCommand.self,
         Features.self,
         Info.self,
+        ImageCommand.self,
+        PolicyCommand.self,
         InitPlaceholder.self,
+
+        VMCommand.self,
     ]
 }
 
@@ -74,6 +78,9 @@ public enum BulkheadMain {
         } catch let error as CleanExit {
             Bulkhead.exit(withError: error)
         } catch {
+            // `bulkhead --help` and `bulkhead help VERB` parse to ArgumentParser's help command, whose run() throws
+            // the help request: print it and exit 0 like any --help.
+            if Bulkhead.exitCode(for: error) == .success { Bulkhead.exit(withError: error) }
             Logger(label: "bulkhead").error("\(error)")
             exit(1)
         }

@@ -1,0 +1,159 @@
+import ArgumentParser
+import CShims
+import LinuxOS
+import Logging
+import MicroVM
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `bulkhead vm`: our own VMM, run directly (like `firecracker --no-api`).
+struct VMCommand: ParsableCommand, GlobalOptionsCarrier {
+    static let configuration = CommandConfiguration(
+        commandName: "vm",
+        abstract: "Run a microVM directly on /dev/kvm with Bulkhead's own VMM.",
+        subcommands: [VMRun.self])
+
+    @OptionGroup var globals: GlobalOptions
+}
+
+/// `bulkhead vm run`: boots a kernel (ELF vmlinux, bzImage, or a flat 64-bit test guest) and exits when the guest does.
+struct VMRun: ParsableCommand, GlobalOptionsCarrier {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Boot a kernel in a microVM and wait for it to end.",
+        discussion: """
+            The guest's serial console (16550 at 0x3f8) goes to --console. Disks appear as virtio-mmio block \
+            devices, announced on the kernel command line. The VM ends when the guest resets (i8042, e.g. Linux \
+            with reboot=k) or shuts down: exit status 0. A VMM or KVM failure exits 1; SIGINT/SIGTERM stop the VM \
+            with status 130/143.
+
+            Unless --no-jail is given, the VMM confines itself before the guest's first instruction: its own \
+            memory cgroup (guest memory + a fixed overhead), a private empty mount namespace, seccomp filters per \
+            thread role, and no capabilities.
+            """)
+
+    @OptionGroup var globals: GlobalOptions
+
+    @Option(help: ArgumentHelp("Kernel: ELF vmlinux, bzImage, or a flat 64-bit binary entered at its first byte.", valueName: "file"))
+    var kernel: String
+
+    @Option(help: ArgumentHelp("Initial ramdisk.", valueName: "file"))
+    var initrd: String?
+
+    @Option(help: ArgumentHelp("Kernel command line (virtio-mmio devices are appended).", valueName: "text"))
+    var cmdline: String = "console=ttyS0 reboot=k panic=-1"
+
+    @Option(name: .customLong("disk"), help: ArgumentHelp("A virtio-blk disk; append :ro for read-only. Repeatable.", valueName: "file[:ro]"))
+    var disks: [String] = []
+
+    @Option(help: ArgumentHelp("Guest memory in MiB.", valueName: "MiB"))
+    var memory: Int = 128
+
+    @Option(help: ArgumentHelp("Number of vCPUs.", valueName: "n"))
+    var vcpus: Int = 1
+
+    @Option(help: ArgumentHelp("Serial console: stdio, or a file to write it to.", valueName: "stdio|file"))
+    var console: String = "stdio"
+
+    @Flag(name: .customLong("no-jail"), help: "Do not confine the VMM process (for debugging).")
+    var noJail = false
+
+    @Flag(help: "Back guest memory with 2 MiB huge pages.")
+    var hugePages = false
+
+    func run() throws {
+        let log = Logger(label: "bulkhead.vm")
+        // Forward stdin to the UART only when it is really there (a closed fd 0 would be reused by our own files).
+        var stdinStat = stat()
+        let stdinUsable = fstat(0, &stdinStat) == 0 && [S_IFIFO, S_IFSOCK, S_IFCHR].contains(stdinStat.st_mode & S_IFMT)
+        let parsedDisks = try disks.map(Self.parseDisk)
+        var consoleFD: Int32 = 1
+        if console != "stdio" {
+            consoleFD = try FileDescriptor.open(console, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, mode: 0o600).take()
+        }
+        defer { if consoleFD != 1 { close(consoleFD) } }
+        let configuration = VMConfiguration(
+            kernel: kernel, initrd: initrd, commandLine: cmdline, disks: parsedDisks, memoryMiB: memory, vcpus: vcpus,
+            consoleOutputFD: consoleFD, consoleInputFD: console == "stdio" && stdinUsable ? 0 : nil,
+            hugePages: hugePages)
+
+        // Signals: SIGINT/SIGTERM arrive through a signalfd on this thread; threads inherit the blocked mask.
+        var mask = sigset_t()
+        sigemptyset(&mask)
+        sigaddset(&mask, SIGINT)
+        sigaddset(&mask, SIGTERM)
+        sigaddset(&mask, vcpuKickSignal)
+        pthread_sigmask(SIG_BLOCK, &mask, nil)
+        sigdelset(&mask, vcpuKickSignal)
+        let signals = FileDescriptor(adopting: try sys("signalfd") { signalfd(-1, &mask, Int32(SFD_CLOEXEC)) })
+
+        var jail: VMJail? = nil
+        if !noJail {
+            do { jail = try VMJail.enter(guestMemoryBytes: UInt64(max(memory, 0)) << 20) } catch {
+                throw VMRunError("cannot move the VMM into its cgroup: \(error) (run as root, or pass --no-jail to debug)")
+            }
+        }
+        defer { jail?.leave() } // also when set-up fails: no cgroup is left behind
+        let machine: VirtualMachine
+        do {
+            machine = try VirtualMachine(configuration) { message in log.warning("\(message)") }
+        } catch {
+            throw VMRunError("cannot start the VM: \(error)")
+        }
+        log.debug("kernel \(machine.kernel.format.rawValue) entry 0x\(String(machine.kernel.entry, radix: 16)); cmdline \(machine.commandLine)")
+
+        var seccomp: SeccompPolicy? = nil
+        if let jail {
+            do {
+                try jail.confineMounts()
+                try jail.dropCapabilities()
+                seccomp = try SeccompPolicy.filters(for: jail)
+            } catch {
+                throw VMRunError("cannot confine the VMM: \(error) (run as root, or pass --no-jail to debug)")
+            }
+            log.debug("jail: cgroup \(jail.cgroupPath ?? "none"), limit \(jail.memoryLimit) bytes")
+        }
+        let filters = seccomp
+        try machine.start { role in try filters?.install(role) }
+        try filters?.install(.main)
+
+        var pollfds = [pollfd(fd: machine.exitEventFD, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: signals.raw, events: Int16(POLLIN), revents: 0)]
+        var signalled: Int32 = 0
+        while machine.exit == nil {
+            let n = poll(&pollfds, nfds_t(pollfds.count), -1)
+            if n < 0 { continue }
+            if pollfds[1].revents != 0 {
+                var info = signalfd_siginfo()
+                _ = read(signals.raw, &info, MemoryLayout<signalfd_siginfo>.size)
+                signalled = Int32(info.ssi_signo)
+                machine.stop()
+            }
+            if pollfds[0].revents != 0 { break }
+        }
+        let exit = machine.wait()
+        switch exit {
+        case .reset, .shutdown:
+            log.info("vm: \(exit)")
+        case .stopped:
+            log.info("vm: stopped by signal \(signalled)")
+            log.debug("vm: vCPU instruction pointers: \(machine.instructionPointers().map { $0.map { "0x" + String($0, radix: 16) } ?? "?" })")
+            throw ExitCode(128 + (signalled == 0 ? SIGTERM : signalled))
+        case .failed(let why):
+            throw VMRunError("the VM failed: \(why)")
+        }
+    }
+
+    static func parseDisk(_ spec: String) throws -> VMDisk {
+        if spec.hasSuffix(":ro") { return VMDisk(path: String(spec.dropLast(3)), readOnly: true) }
+        if spec.hasSuffix(":rw") { return VMDisk(path: String(spec.dropLast(3)), readOnly: false) }
+        guard !spec.isEmpty else { throw VMRunError("--disk needs a file name, e.g. --disk rootfs.img:ro") }
+        return VMDisk(path: spec, readOnly: false)
+    }
+}
+
+struct VMRunError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,101 @@
+import CShims
+import LinuxOS
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Jailer-style confinement of the VMM process, applied after the VM is built (files open, memory mapped) and
+/// before any guest code runs:
+/// 1. its own memory cgroup, limited to guest memory + ``overheadBytes`` (cgroup v1 `memory` controller, or
+///    cgroup v2 `memory.max` where the unified hierarchy is mounted at /sys/fs/cgroup);
+/// 2. a private mount namespace whose root is an empty, read-only tmpfs: every file the VMM needs (kernel,
+///    initrd, disks, console, /dev/kvm) is already open, so the namespace needs to hold nothing;
+/// 3. no capabilities (bounding set emptied, no_new_privs) — done by ``dropCapabilities()`` before the threads start;
+/// 4. seccomp filters per thread role (``SeccompPolicy``), installed by each thread before its first KVM_RUN.
+public final class VMJail: @unchecked Sendable {
+    /// What the VMM may use beyond guest memory (its code, heap, thread stacks, page cache of disk reads).
+    public static let overheadBytes: UInt64 = 64 << 20
+
+    /// The cgroup directory the VMM moved into (host path, for reporting), if any.
+    public let cgroupPath: String?
+    public let memoryLimit: UInt64
+    /// The parent cgroup directory (raw fd, -1 when there is no cgroup), opened before the namespace changed.
+    let cgroupParent: Int32
+    let cgroupName: String
+
+    deinit { if cgroupParent >= 0 { close(cgroupParent) } }
+
+    init(cgroupPath: String?, memoryLimit: UInt64, cgroupParent: Int32, cgroupName: String) {
+        self.cgroupPath = cgroupPath
+        self.memoryLimit = memoryLimit
+        self.cgroupParent = cgroupParent
+        self.cgroupName = cgroupName
+    }
+
+    /// Moves the process into its own memory cgroup. Call before the VM is built, so that everything the VMM
+    /// allocates or loads into guest memory is charged to it.
+    public static func enter(guestMemoryBytes: UInt64) throws -> VMJail {
+        let limit = guestMemoryBytes + overheadBytes
+        let pid = getpid()
+        let name = "vm-\(pid)"
+        var parent: Int32 = -1
+        var path: String? = nil
+        // cgroup v1 memory controller (hybrid hosts) or a pure v2 hierarchy.
+        let candidates: [(String, String)] = [("/sys/fs/cgroup/memory", "memory.limit_in_bytes"), ("/sys/fs/cgroup", "memory.max")]
+        for (root, limitFile) in candidates {
+            guard access(root + "/cgroup.procs", F_OK) == 0 else { continue }
+            if limitFile == "memory.max" && access(root + "/cgroup.controllers", F_OK) != 0 { continue }
+            let rootFD = try FileDescriptor.open(root, O_RDONLY | O_DIRECTORY)
+            try rootFD.mkdirIfMissing("bulkhead")
+            let base = try rootFD.openAt("bulkhead", O_RDONLY | O_DIRECTORY)
+            if limitFile == "memory.max" {
+                // v2: the memory controller must be enabled for children of the parent.
+                if let control = try? rootFD.openAt("cgroup.subtree_control", O_WRONLY) { try? control.writeAll("+memory") }
+                if let control = try? base.openAt("cgroup.subtree_control", O_WRONLY) { try? control.writeAll("+memory") }
+            }
+            try base.mkdirIfMissing(name)
+            let own = try base.openAt(name, O_RDONLY | O_DIRECTORY)
+            do {
+                try own.openAt(limitFile, O_WRONLY).writeAll(String(limit), path: "\(root)/bulkhead/\(name)/\(limitFile)")
+                try own.openAt("cgroup.procs", O_WRONLY).writeAll(String(pid), path: "\(root)/bulkhead/\(name)/cgroup.procs")
+            } catch {
+                try? base.unlink(name, directory: true)
+                throw error
+            }
+            parent = base.take()
+            path = "\(root)/bulkhead/\(name)"
+            break
+        }
+
+        return VMJail(cgroupPath: path, memoryLimit: limit, cgroupParent: parent, cgroupName: name)
+    }
+
+    /// Moves the process into a private mount namespace whose root is an empty read-only tmpfs. Call after every
+    /// file the VMM needs is open, while single-threaded. pivot_root(".", ".") stacks the old root under the new
+    /// one, and the lazy unmount removes it: no directory, no remount needed.
+    public func confineMounts() throws {
+        try Confinement.unshareMountNamespace()
+        try Mount.mount(source: nil, target: "/", type: nil, flags: UInt(MS_REC | MS_PRIVATE))
+        try Mount.mount(source: "bulkhead-vmm", target: "/tmp", type: "tmpfs",
+                        flags: UInt(MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC), data: "size=4k,mode=0555")
+        try sys("chdir", "/tmp") { chdir("/tmp") }
+        try Confinement.pivotRoot(".", putOld: ".")
+        try Mount.unmount(".", flags: Int32(MNT_DETACH))
+        try sys("chdir", "/") { chdir("/") }
+    }
+
+    /// Drops every capability of the calling thread (threads started afterwards inherit none).
+    public func dropCapabilities() throws { try Confinement.dropAllCapabilities() }
+
+    /// Leaves the cgroup and removes it (at exit; the directory fd was opened before the namespace changed).
+    public func leave() {
+        guard cgroupParent >= 0 else { return }
+        let procs = bh_openat(cgroupParent, "cgroup.procs", O_WRONLY | O_CLOEXEC, 0)
+        if procs >= 0 {
+            let pid = Array(String(getpid()).utf8)
+            _ = pid.withUnsafeBytes { Glibc.write(procs, $0.baseAddress, $0.count) }
+            close(procs)
+        }
+        _ = unlinkat(cgroupParent, cgroupName, AT_REMOVEDIR)
+    }
+}

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Side by side, in one run: `bulkhead vm run` vs `qemu-system-x86_64 -M microvm -accel kvm`, both booting the
+# same freestanding test guest (Tests/MicroVMTests/Guests/hello.c: writes one line to the UART, then halts).
+#   - start: time from the monitor's exec to the guest's first UART byte on the monitor's stdout;
+#   - overhead: the monitor's RSS outside the guest-RAM mapping (smaps), sampled once the guest has printed.
+# QEMU enters the ELF through its PVH note (32-bit entry in start.S that switches to long mode); Bulkhead enters
+# the same ELF at its 64-bit entry. Prints medians and ratios. Run as root from the repository's top.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-15}
+MEM=${MEM:-128}
+[[ -r /dev/kvm ]] || { echo "bench/vmm.sh: needs /dev/kvm (as root)" >&2; exit 1; }
+command -v qemu-system-x86_64 >/dev/null || { echo "bench/vmm.sh: needs qemu-system-x86 (apt-get install qemu-system-x86)" >&2; exit 1; }
+BULKHEAD=${BULKHEAD:-.build/release/bulkhead}
+[[ -x $BULKHEAD ]] || { echo "bench/vmm.sh: $BULKHEAD missing; run scripts/setup first" >&2; exit 1; }
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+g=Tests/MicroVMTests/Guests
+gcc -ffreestanding -nostdlib -static -fno-pic -no-pie -mno-red-zone -mgeneral-regs-only -O2 -fno-stack-protector \
+    -fcf-protection=none -Wl,-T,$g/linker.ld -Wl,--build-id=none -Wl,--no-warn-rwx-segments \
+    -o "$work/hello.elf" $g/start.S $g/hello.c
+
+exec python3 - "$RUNS" "$MEM" "$work/hello.elf" "$BULKHEAD" <<'PY'
+import os, select, signal, statistics, subprocess, sys, time
+runs, mem, guest, bulkhead = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+monitors = {
+    "bulkhead vm run": [bulkhead, "vm", "run", "--kernel", guest, "--memory", str(mem)],
+    "bulkhead vm run --no-jail": [bulkhead, "vm", "run", "--no-jail", "--kernel", guest, "--memory", str(mem)],
+    "qemu -M microvm -accel kvm": ["qemu-system-x86_64", "-M", "microvm", "-accel", "kvm", "-cpu", "host,-arch-capabilities",
+                                   "-m", str(mem), "-smp", "1", "-nodefaults", "-no-user-config", "-nographic",
+                                   "-serial", "stdio", "-kernel", guest],
+}
+
+def overhead_kib(pid, guest_kib):
+    """(RSS, anonymous RSS) in KiB of every mapping smaller than guest RAM: the monitor's own code, data, heap,
+    stacks and libraries. File-backed pages (code) are shared page cache; anonymous ones are the monitor's alone."""
+    total, anon, size = 0, 0, 0
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            if line.startswith("Size:"):
+                size = int(line.split()[1])
+            elif line.startswith("Rss:") and size < guest_kib:
+                total += int(line.split()[1])
+            elif line.startswith("Anonymous:") and size < guest_kib:
+                anon += int(line.split()[1])
+    return total, anon
+
+def one(cmd):
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    r, _, _ = select.select([p.stdout], [], [], 20)
+    if not r:
+        p.kill(); p.wait()
+        raise SystemExit(f"{cmd[0]}: no UART output within 20 s")
+    os.read(p.stdout.fileno(), 1)
+    first = (time.perf_counter() - t0) * 1000
+    time.sleep(0.3)  # let the line finish and the monitor settle
+    rss, anon = overhead_kib(p.pid, mem * 1024)
+    p.send_signal(signal.SIGTERM)
+    try: p.wait(5)
+    except subprocess.TimeoutExpired: p.kill(); p.wait()
+    return first, rss, anon
+
+results = {name: [] for name in monitors}
+for i in range(runs):  # interleaved, so load changes hit every monitor alike
+    for name, cmd in monitors.items():
+        results[name].append(one(cmd))
+
+print(f"guest: {os.path.basename(guest)} ({mem} MiB RAM, 1 vCPU), {runs} runs each, interleaved; host load {os.getloadavg()[0]:.1f}")
+print(f"{'monitor':30} {'exec→first UART byte (ms)':>26} {'overhead RSS (MiB)':>19} {'of it anonymous (MiB)':>22}")
+med = {}
+for name, rows in results.items():
+    t = statistics.median(r[0] for r in rows); m = statistics.median(r[1] for r in rows) / 1024
+    a = statistics.median(r[2] for r in rows) / 1024
+    med[name] = (t, m, a)
+    print(f"{name:30} {t:26.1f} {m:19.2f} {a:22.2f}")
+q = med["qemu -M microvm -accel kvm"]
+for name in monitors:
+    if name.startswith("bulkhead"):
+        t, m, a = med[name]
+        print(f"ratio {name} / qemu: start {t / q[0]:.2f}x, overhead RSS {m / q[1]:.2f}x, anonymous {a / q[2]:.2f}x")
+PY
