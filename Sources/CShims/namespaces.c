@@ -28,11 +28,15 @@
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
 
-const int BH_CLONE_NEWPID = CLONE_NEWPID, BH_CLONE_NEWNET = CLONE_NEWNET,
+const int BH_CLONE_NEWNS = CLONE_NEWNS, BH_CLONE_NEWPID = CLONE_NEWPID, BH_CLONE_NEWNET = CLONE_NEWNET,
     BH_CLONE_NEWIPC = CLONE_NEWIPC, BH_CLONE_NEWUTS = CLONE_NEWUTS, BH_CLONE_NEWUSER = CLONE_NEWUSER,
     BH_CLONE_NEWCGROUP = CLONE_NEWCGROUP, BH_CLONE_NEWTIME = CLONE_NEWTIME;
 
+int bh_unshare(int flags) { return unshare(flags); }
 int bh_setns(int fd, int nstype) { return setns(fd, nstype); }
+int bh_pivot_root(const char *new_root, const char *put_old) {
+    return (int)syscall(SYS_pivot_root, new_root, put_old);
+}
 int bh_sethostname(const char *name, size_t len) { return sethostname(name, len); }
 int bh_setdomainname(const char *name, size_t len) { return setdomainname(name, len); }
 int bh_setgroups(size_t n, const gid_t *groups) { return setgroups(n, groups); }

@@ -33,11 +33,12 @@ void bh_set_errno(int value);
 // ---- Namespaces, processes and the container init (used by NamespaceBackend) ----
 
 /// Clone flags and namespace types (glibc declares them only with _GNU_SOURCE).
-/// (BH_CLONE_NEWNS, bh_unshare and bh_pivot_root live in cshims_confine.h; bh_makedev in bh_fs.h.)
-extern const int BH_CLONE_NEWPID, BH_CLONE_NEWNET, BH_CLONE_NEWIPC, BH_CLONE_NEWUTS,
+extern const int BH_CLONE_NEWNS, BH_CLONE_NEWPID, BH_CLONE_NEWNET, BH_CLONE_NEWIPC, BH_CLONE_NEWUTS,
     BH_CLONE_NEWUSER, BH_CLONE_NEWCGROUP, BH_CLONE_NEWTIME;
 
+int bh_unshare(int flags);
 int bh_setns(int fd, int nstype);
+int bh_pivot_root(const char *new_root, const char *put_old);
 int bh_sethostname(const char *name, size_t len);
 int bh_setdomainname(const char *name, size_t len);
 int bh_setgroups(size_t n, const gid_t *groups);
@@ -67,7 +68,7 @@ int bh_set_winsize(int fd, unsigned short rows, unsigned short cols);
 /// ioctl(2) with one integer argument.
 int bh_ioctl_int(int fd, unsigned long request, unsigned long arg);
 
-/// major(3) and minor(3) (macros).
+/// makedev(3) (a macro).
 unsigned int bh_major(uint64_t dev);
 unsigned int bh_minor(uint64_t dev);
 
