@@ -31,8 +31,25 @@ public struct Bulkhead: ParsableCommand {
 /// The verbs, in the order `bulkhead help` lists them.
 public enum BulkheadCommandRegistry {
     public static let subcommands: [ParsableCommand.Type] = [
+        Create.self,
+        Start.self,
+        Run.self,
+        State.self,
+        Kill.self,
+        Delete.self,
+        Exec.self,
+        Ps.self,
+        List.self,
+        Pause.self,
+        Resume.self,
+        Events.self,
+        SpecCommand.self,
+        Features.self,
         Info.self,
         ImageCommand.self,
+        PolicyCommand.self,
+        InitPlaceholder.self,
+
         VMCommand.self,
     ]
 }
@@ -61,6 +78,9 @@ public enum BulkheadMain {
         } catch let error as CleanExit {
             Bulkhead.exit(withError: error)
         } catch {
+            // `bulkhead --help` and `bulkhead help VERB` parse to ArgumentParser's help command, whose run() throws
+            // the help request: print it and exit 0 like any --help.
+            if Bulkhead.exitCode(for: error) == .success { Bulkhead.exit(withError: error) }
             Logger(label: "bulkhead").error("\(error)")
             exit(1)
         }
@@ -82,14 +102,14 @@ extension Bulkhead: GlobalOptionsCarrier {}
 
 /// Picks the global options out of an argument list (used when a verb does not carry them itself).
 enum GlobalOptionsScanner {
-    static let valued: Set<String> = ["--root", "--data-root", "--log", "--log-format"]
+    static let valued: Set<String> = ["--root", "--data-root", "--log", "--log-format", "--rootless"]
     static func extract(_ arguments: [String]) -> [String] {
         var out: [String] = []
         var i = 0
         while i < arguments.count {
             let a = arguments[i]
             if a == "--" { break }
-            if a == "--debug" { out.append(a) }
+            if a == "--debug" || a == "--systemd-cgroup" { out.append(a) }
             else if valued.contains(a), i + 1 < arguments.count { out += [a, arguments[i + 1]]; i += 1 }
             else if let eq = a.firstIndex(of: "="), valued.contains(String(a[..<eq])) { out.append(a) }
             i += 1

@@ -18,6 +18,13 @@ public struct GlobalOptions: ParsableArguments, Sendable {
 
     @Flag(help: "Log debug messages.")
     public var debug: Bool = false
+
+    @Flag(name: .customLong("systemd-cgroup"),
+          help: "Read linux.cgroupsPath as systemd's slice:prefix:name (the cgroupfs driver places it when systemd is not running).")
+    public var systemdCgroup: Bool = false
+
+    @Option(help: ArgumentHelp("Accepted for runc compatibility (true|false|auto); rootless mode is not implemented.", valueName: "value"))
+    public var rootless: String?
 }
 
 public enum LogFormat: String, ExpressibleByArgument, Sendable, CaseIterable {

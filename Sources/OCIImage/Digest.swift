@@ -1,4 +1,4 @@
-import Crypto
+import CNettle
 
 /// A content digest as OCI writes it: `algorithm:hex`. Only `sha256` is accepted (the only algorithm
 /// the image-spec requires, and the only one in use); anything else is refused when parsed.
@@ -58,20 +58,24 @@ extension Array: DataProtocolLike where Element == UInt8 {
     public func withBytes(_ body: (UnsafeRawBufferPointer) -> Void) { withUnsafeBytes(body) }
 }
 
-/// Incremental SHA-256 over streamed bytes (swift-crypto; BoringSSL on Linux), with a byte count.
+/// Incremental SHA-256 over streamed bytes (Nettle, with its SHA-NI code where the CPU has it), with a byte count.
 public struct SHA256Hasher {
-    private var inner = SHA256()
+    private var context = sha256_ctx()
     public private(set) var count: Int64 = 0
 
-    public init() {}
+    public init() { nettle_sha256_init(&context) }
 
     public mutating func update(_ bytes: UnsafeRawBufferPointer) {
-        inner.update(bufferPointer: bytes)
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+        nettle_sha256_update(&context, bytes.count, base.assumingMemoryBound(to: UInt8.self))
         count += Int64(bytes.count)
     }
 
+    /// The digest of everything so far (the hasher itself is unchanged).
     public func finalize() -> Digest {
-        let bytes = inner.finalize()
+        var copy = context
+        var bytes = [UInt8](repeating: 0, count: 32)
+        nettle_sha256_digest(&copy, 32, &bytes)
         let digits: [UInt8] = Array("0123456789abcdef".utf8)
         var out: [UInt8] = []
         out.reserveCapacity(64)

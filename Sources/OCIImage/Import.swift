@@ -55,12 +55,24 @@ struct ResolvedImage {
 
 extension ImageStore {
     static let jsonLimit = 4 << 20
+    static let smallUnpackBytes: Int64 = 8 << 20
 
     /// Imports an OCI layout directory, OCI archive or docker-archive at `path`. Every blob is verified (digest and
     /// size) while it streams into a private staging area, layers are unpacked once into snapshots keyed by diff ID,
     /// and only a complete, verified image is moved into the store and named. On any error the store is as before.
     public func importImage(from path: String, options: ImportOptions = ImportOptions(),
                             progress: (ImportEvent) -> Void = { _ in }) throws -> ImportResult {
+        do {
+            return try importOnce(from: path, options: options, progress: progress)
+        } catch is SharedContentVanished {
+            // A concurrent `image rm`/`prune` removed a layer this import counted on sharing; now it is read again.
+            return try importOnce(from: path, options: options, progress: progress)
+        }
+    }
+
+    private struct SharedContentVanished: Error {}
+
+    private func importOnce(from path: String, options: ImportOptions, progress: (ImportEvent) -> Void) throws -> ImportResult {
         let source = try Self.openSource(path)
         var resolved: ResolvedImage
         if source.has("manifest.json") && !source.has("index.json") {
@@ -105,6 +117,11 @@ extension ImageStore {
             order.append(path)
         }
 
+        // Durability: a large unpack is flushed with one syncfs at the end; a small one (a few MB, the usual case
+        // when most layers are shared) fsyncs its own files instead of flushing everyone's dirty data.
+        let toUnpack = jobs.values.filter(\.needSnapshot)
+        let smallUnpack = resolved.layersKnown
+            && toUnpack.reduce(Int64(0)) { $0 + layerDescriptors[$1.index].size } < Self.smallUnpackBytes
         var bytesRead: Int64 = 0
         var unpacked = 0
         var computed: [String: LayerResult] = [:]
@@ -129,7 +146,7 @@ extension ImageStore {
                     bytesRead += n
                     progress(.bytes(bytesRead))
                 }
-                return try pipeline.run(into: snapshotFD?.raw)
+                return try pipeline.run(into: snapshotFD?.raw, fsyncFiles: smallUnpack)
             }
             if result.diffID != diffID {
                 throw ImageError.diffIDMismatch(layer: descriptor?.digest ?? result.digest, expected: diffID, actual: result.diffID)
@@ -172,7 +189,11 @@ extension ImageStore {
             try fd.fsync(path: digest.description)
         }
         // One syncfs makes every unpacked file durable before anything is renamed into place.
-        try staging.dir.syncFilesystem(path: "\(dataRoot)/tmp/\(staging.name)")
+        if unpacked > 0 && !smallUnpack {
+            try staging.dir.syncFilesystem(path: "\(dataRoot)/tmp/\(staging.name)")
+        }
+        try stagedBlobs.fsync()
+        try stagedSnapshots.fsync()
 
         let size = Int64(resolved.manifestBytes.count) + resolved.manifest.config.size + layerDescriptors.reduce(0) { $0 + $1.size }
         let record = ImageRecord(
@@ -189,6 +210,9 @@ extension ImageStore {
             }
             try blobs.fsync()
             try snapshots.fsync()
+            // Everything the record names must be in place (a concurrent removal may have taken a shared layer).
+            for digest in record.layers + [record.config, record.digest] where !blobs.exists(digest.hex) { throw SharedContentVanished() }
+            for diffID in record.diffIDs where !snapshots.exists(diffID.hex) { throw SharedContentVanished() }
             var state = try loadState()
             var merged = record
             if let name {   // a name moves to the newly imported image

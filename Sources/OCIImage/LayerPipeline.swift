@@ -124,7 +124,7 @@ final class LayerPipeline {
 
     /// Runs the pipeline. With `root`, the tar is unpacked into that snapshot directory; without, the layer is only
     /// decompressed and hashed (to check its diff ID).
-    func run(into root: Int32?) throws -> LayerResult {
+    func run(into root: Int32?, fsyncFiles: Bool = false) throws -> LayerResult {
         let context = Unmanaged.passUnretained(self).toOpaque()
         guard let outer = archive_read_new(), let inner = archive_read_new() else { throw ArchiveError(message: "libarchive: out of memory") }
         self.outer = outer
@@ -146,7 +146,7 @@ final class LayerPipeline {
                 Unmanaged<LayerPipeline>.fromOpaque(ctx!).takeUnretainedValue().readUncompressed(out)
             }, nil) == ARCHIVE_OK else { throw failure ?? ArchiveError(inner, context: "layer \(layerForErrors)") }
 
-            let writer = root.map { SnapshotWriter(root: $0, layer: layerForErrors) }
+            let writer = root.map { SnapshotWriter(root: $0, layer: layerForErrors, fsyncFiles: fsyncFiles) }
             defer { writer?.closeCache() }
             var entry: OpaquePointer?
             while true {

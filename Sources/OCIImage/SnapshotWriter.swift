@@ -20,9 +20,13 @@ final class SnapshotWriter {
     private var directoryTimes: [(path: [String], access: (Int64, Int64), modification: (Int64, Int64))] = []
     private let resolve: UInt64 = BH_RESOLVE_IN_ROOT_VALUE | BH_RESOLVE_NO_MAGICLINKS_VALUE
 
-    init(root: Int32, layer: Digest) {
+    /// fsync every regular file as it is closed (for small layers, instead of one syncfs of the whole file system).
+    private let fsyncFiles: Bool
+
+    init(root: Int32, layer: Digest, fsyncFiles: Bool = false) {
         self.root = root
         self.layer = layer
+        self.fsyncFiles = fsyncFiles
     }
 
     deinit { closeCache() }
@@ -171,6 +175,7 @@ final class SnapshotWriter {
         if archive_entry_xattr_count(entry) > 0 { try applyXattrs(entry: entry, fd: fd, path: path) }
         let a = accessTime(entry), m = modificationTime(entry)
         try sys("futimens", path) { bh_futimens(fd, a.0, a.1, m.0, m.1) }
+        if fsyncFiles { try sys("fsync", path) { fsync(fd) } }
     }
 
     private func applyXattrs(entry: OpaquePointer, fd: Int32, path: String) throws {
@@ -190,6 +195,7 @@ final class SnapshotWriter {
     /// Directory times are set last (creating entries inside a directory changes its mtime), deepest first.
     func finish() throws {
         closeCache()
+        if fsyncFiles { try sys("fsync", ".") { fsync(root) } }
         for item in directoryTimes.reversed() {
             if item.path.isEmpty {
                 try sys("futimens", ".") { bh_futimens(root, item.access.0, item.access.1, item.modification.0, item.modification.1) }

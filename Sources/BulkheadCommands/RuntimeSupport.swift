@@ -1,0 +1,114 @@
+import ArgumentParser
+import FoundationEssentials
+import LinuxOS
+import NamespaceBackend
+import OCIRuntime
+import Runtime
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What the runc-style verbs share: the state store, the backend of a container, bundles and output.
+enum RuntimeSupport {
+    static func store(_ globals: GlobalOptions) -> StateStore { StateStore(root: globals.root) }
+
+    /// The backend a container was created with (today only the namespace tier exists).
+    static func backend(named name: String) throws -> any Backend {
+        switch name {
+        case "namespace": return NamespaceBackend()
+        default: throw RuntimeError("container was created by backend \"\(name)\", which this build does not have")
+        }
+    }
+
+    static func absolute(_ path: String) -> String {
+        if path.hasPrefix("/") { return path }
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX))
+        guard getcwd(&buffer, buffer.count) != nil else { return path }
+        let cwd = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let joined = path == "." ? cwd : cwd + "/" + path
+        return joined.hasSuffix("/.") ? String(joined.dropLast(2)) : joined
+    }
+
+    /// Reads and validates `<bundle>/config.json`.
+    static func loadSpec(bundle: String) throws -> Spec {
+        let path = bundle + "/config.json"
+        let fd: FileDescriptor
+        do { fd = try FileDescriptor.open(path, O_RDONLY) } catch let e as SystemError where e.errno == ENOENT {
+            throw RuntimeError("\(path) does not exist: give the bundle directory with --bundle (it holds config.json and the rootfs)")
+        }
+        return try Spec.decode(try fd.readAll(limit: 16 << 20, path: path), source: path)
+    }
+
+    /// Creates a container from a bundle: state directory, record, backend create. On failure nothing is left.
+    static func create(globals: GlobalOptions, id: String, bundle: String, spec: Spec, pidFile: String?,
+                       consoleSocket: String?, noPivot: Bool, noNewKeyring: Bool, preserveFds: Int,
+                       foreground: Bool, extra: [String: String]? = nil) throws -> ContainerRecord {
+        let store = store(globals)
+        let directory = try store.create(id: id)
+        let rootPath = spec.root?.path ?? "rootfs"
+        let rootfs = rootPath.hasPrefix("/") ? rootPath : bundle + "/" + rootPath
+        var record = ContainerRecord(id: id, backend: "namespace", bundle: bundle, rootfs: rootfs,
+                                     created: Timestamp.now(), annotations: spec.annotations)
+        record.extra = extra
+        let backend = try backend(named: record.backend)
+        do {
+            try directory.save(record)
+            let request = CreateRequest(id: id, bundle: bundle, spec: spec, pidFile: pidFile.map(absolute),
+                                        consoleSocket: consoleSocket, noPivot: noPivot, noNewKeyring: noNewKeyring,
+                                        preserveFds: preserveFds, systemdCgroup: globals.systemdCgroup,
+                                        foreground: foreground)
+            try backend.create(request, record: &record, directory: directory)
+        } catch {
+            try? directory.remove()
+            throw error
+        }
+        return record
+    }
+
+    /// Opens a container (locked) and its backend.
+    static func open(_ globals: GlobalOptions, _ id: String) throws -> (ContainerDirectory, ContainerRecord, any Backend) {
+        let directory = try store(globals).open(id: id)
+        let record = try directory.load()
+        return (directory, record, try backend(named: record.backend))
+    }
+
+    static func printJSON<T: Encodable>(_ value: T, pretty: Bool = true) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = pretty ? [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
+        let data = try encoder.encode(value)
+        print(String(decoding: data, as: UTF8.self))
+    }
+
+    /// Signal names (with or without SIG) and numbers.
+    static func signalNumber(_ text: String) throws -> Int32 {
+        if let n = Int32(text), n > 0, n < 65 { return n }
+        var name = text.uppercased()
+        if name.hasPrefix("SIG") { name.removeFirst(3) }
+        let table: [String: Int32] = [
+            "HUP": 1, "INT": 2, "QUIT": 3, "ILL": 4, "TRAP": 5, "ABRT": 6, "IOT": 6, "BUS": 7, "FPE": 8, "KILL": 9,
+            "USR1": 10, "SEGV": 11, "USR2": 12, "PIPE": 13, "ALRM": 14, "TERM": 15, "STKFLT": 16, "CHLD": 17,
+            "CONT": 18, "STOP": 19, "TSTP": 20, "TTIN": 21, "TTOU": 22, "URG": 23, "XCPU": 24, "XFSZ": 25,
+            "VTALRM": 26, "PROF": 27, "WINCH": 28, "IO": 29, "POLL": 29, "PWR": 30, "SYS": 31,
+        ]
+        if let n = table[name] { return n }
+        if name.hasPrefix("RTMIN"), let off = Int32(name.dropFirst(5).replacingPlus()) { return 34 + off }
+        if name == "RTMIN" { return 34 }
+        if name.hasPrefix("RTMAX"), let off = Int32(name.dropFirst(5)) { return 64 + off }
+        if name == "RTMAX" { return 64 }
+        throw RuntimeError("unknown signal \"\(text)\": give a name (TERM, SIGKILL) or a number (15)")
+    }
+}
+
+extension Substring {
+    func replacingPlus() -> String { hasPrefix("+") ? String(dropFirst()) : String(self) }
+}
+
+/// `bulkhead init` is the container init's entry point, handled before the CLI in main.swift. Listed (hidden)
+/// so that a stray `bulkhead init` gets a clear error.
+struct InitPlaceholder: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "init", abstract: "Internal: the container init.",
+                                                    shouldDisplay: false)
+    func run() throws {
+        throw RuntimeError("bulkhead init is run by the runtime itself inside a new container; it is not a command to call")
+    }
+}

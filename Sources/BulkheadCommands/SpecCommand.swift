@@ -1,0 +1,59 @@
+import ArgumentParser
+import LinuxOS
+import OCIRuntime
+import Runtime
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `bulkhead spec`: writes a default config.json (like `runc spec`) into the bundle directory.
+struct SpecCommand: ParsableCommand, GlobalOptionsCarrier {
+    static let configuration = CommandConfiguration(commandName: "spec", abstract: "Create a default config.json.")
+    @OptionGroup var globals: GlobalOptions
+    @Option(name: [.short, .customLong("bundle")], help: "Directory to write config.json into.") var bundle: String = "."
+
+    func run() throws {
+        let dir = try FileDescriptor.open(bundle, O_RDONLY | O_DIRECTORY)
+        if dir.exists("config.json") {
+            throw RuntimeError("\(bundle)/config.json already exists: remove it first (spec does not overwrite)")
+        }
+        var bytes = try Spec.defaultSpec().encoded()
+        bytes.append(0x0a)
+        let fd = try dir.openAt("config.json", O_WRONLY | O_CREAT | O_EXCL, mode: 0o644)
+        try fd.writeAll(bytes, path: bundle + "/config.json")
+    }
+}
+
+/// `bulkhead features`: what this runtime implements, as runc's `features` JSON.
+struct Features: ParsableCommand, GlobalOptionsCarrier {
+    static let configuration = CommandConfiguration(abstract: "Show the features this runtime implements (JSON).")
+    @OptionGroup var globals: GlobalOptions
+
+    struct Output: Encodable {
+        var ociVersionMin = Spec.minimumVersion
+        var ociVersionMax = Spec.version
+        var hooks = ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"]
+        var mountOptions = ["async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "mand",
+                            "noatime", "nodev", "nodiratime", "noexec", "nomand", "norelatime", "nostrictatime",
+                            "nosuid", "nosymfollow", "private", "rbind", "relatime", "remount", "ro", "rprivate",
+                            "rshared", "rslave", "runbindable", "rw", "shared", "slave", "strictatime", "suid", "sync",
+                            "unbindable"]
+        var linux = Linux()
+        var annotations: [String: String] = ["org.bulkhead.tier": "namespace"]
+
+        struct Linux: Encodable {
+            var namespaces = ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"]
+            var capabilities: [String] = []
+            var cgroup = Cgroup()
+            var seccomp = Enabled(enabled: false)
+            var apparmor = Enabled(enabled: false)
+            var selinux = Enabled(enabled: false)
+        }
+        struct Cgroup: Encodable { var v1 = true; var v2 = true; var systemd = false; var systemdUser = false }
+        struct Enabled: Encodable { var enabled: Bool }
+    }
+
+    func run() throws {
+        try RuntimeSupport.printJSON(Output())
+    }
+}

@@ -1,0 +1,158 @@
+#define _GNU_SOURCE
+#include "cagentshims.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/reboot.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+struct child_failure { int stage; int err; };
+
+static const char *const stages[] = {
+    "exec", "setsid", "dup2 stdio", "ioctl TIOCSCTTY", "chroot", "chdir", "setrlimit",
+    "setgroups", "setgid", "setuid", "prctl PR_SET_NO_NEW_PRIVS", "fork", "pipe2", "exec (not found in PATH)",
+};
+
+static void fail(int pipe_fd, int stage) {
+    struct child_failure f = { stage, errno };
+    ssize_t ignored = write(pipe_fd, &f, sizeof f);
+    (void)ignored;
+    _exit(127);
+}
+
+static const char *env_value(const char *const *envp, const char *name) {
+    size_t n = strlen(name);
+    for (; envp && *envp; envp++)
+        if (strncmp(*envp, name, n) == 0 && (*envp)[n] == '=') return *envp + n + 1;
+    return NULL;
+}
+
+/* Child side only: async-signal-safe calls, no allocation. */
+static void exec_in_path(const struct bh_agent_spawn_request *r, int pipe_fd) {
+    const char *file = r->argv[0];
+    if (strchr(file, '/')) {
+        execve(file, (char *const *)r->argv, (char *const *)r->envp);
+        fail(pipe_fd, 0);
+    }
+    const char *path = env_value(r->envp, "PATH");
+    if (!path) path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    char candidate[4096];
+    int saw_eacces = 0;
+    size_t flen = strlen(file);
+    while (*path) {
+        const char *end = strchr(path, ':');
+        size_t dlen = end ? (size_t)(end - path) : strlen(path);
+        if (dlen + 1 + flen + 1 <= sizeof candidate) {
+            memcpy(candidate, path, dlen);
+            candidate[dlen] = '/';
+            memcpy(candidate + dlen + 1, file, flen + 1);
+            execve(candidate, (char *const *)r->argv, (char *const *)r->envp);
+            if (errno == EACCES) saw_eacces = 1;
+            else if (errno != ENOENT && errno != ENOTDIR) fail(pipe_fd, 0);
+        }
+        if (!end) break;
+        path = end + 1;
+    }
+    errno = saw_eacces ? EACCES : ENOENT;
+    fail(pipe_fd, 13);
+}
+
+pid_t bh_agent_spawn(const struct bh_agent_spawn_request *r, const char **failed_stage) {
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0) { *failed_stage = stages[12]; return -1; }
+    pid_t pid = fork();
+    if (pid < 0) { int e = errno; close(p[0]); close(p[1]); errno = e; *failed_stage = stages[11]; return -1; }
+    if (pid == 0) {
+        close(p[0]);
+        sigset_t all;
+        sigemptyset(&all);
+        for (int s = 1; s < NSIG; s++) signal(s, SIG_DFL);
+        sigprocmask(SIG_SETMASK, &all, NULL);
+        if (setsid() < 0) fail(p[1], 1);
+        /* Move the stdio fds out of 0..2 first so dup2 cannot clobber one with another. */
+        int in = fcntl(r->stdin_fd, F_DUPFD_CLOEXEC, 10), out = fcntl(r->stdout_fd, F_DUPFD_CLOEXEC, 10),
+            err = fcntl(r->stderr_fd, F_DUPFD_CLOEXEC, 10);
+        if (in < 0 || out < 0 || err < 0) fail(p[1], 2);
+        if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) fail(p[1], 2);
+        if (r->terminal && ioctl(0, TIOCSCTTY, 0) < 0) fail(p[1], 3);
+        if (r->root) {
+            if (chdir(r->root) < 0) fail(p[1], 5);
+            if (chroot(".") < 0) fail(p[1], 4);
+        }
+        if (chdir("/") < 0 || chdir(r->cwd && *r->cwd ? r->cwd : "/") < 0) fail(p[1], 5);
+        for (int i = 0; i < r->nrlimits; i++) {
+            struct rlimit lim = { r->rlimit_soft[i], r->rlimit_hard[i] };
+            if (setrlimit(r->rlimit_resources[i], &lim) < 0) fail(p[1], 6);
+        }
+        if (setgroups((size_t)r->ngroups, r->groups) < 0) fail(p[1], 7);
+        if (setgid(r->gid) < 0) fail(p[1], 8);
+        if (setuid(r->uid) < 0) fail(p[1], 9);
+        if (r->no_new_privileges && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail(p[1], 10);
+        exec_in_path(r, p[1]);
+        _exit(127);
+    }
+    close(p[1]);
+    struct child_failure f;
+    ssize_t n;
+    do { n = read(p[0], &f, sizeof f); } while (n < 0 && errno == EINTR);
+    close(p[0]);
+    if (n == (ssize_t)sizeof f) {
+        int status;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+        *failed_stage = (f.stage >= 0 && f.stage < (int)(sizeof stages / sizeof *stages)) ? stages[f.stage] : "child set-up";
+        errno = f.err;
+        return -1;
+    }
+    return pid;
+}
+
+int bh_agent_pipe(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
+int bh_agent_set_winsize(int fd, unsigned short rows, unsigned short columns) {
+    struct winsize ws = { .ws_row = rows, .ws_col = columns };
+    return ioctl(fd, TIOCSWINSZ, &ws);
+}
+
+int bh_agent_openpty(int *master, int *slave) {
+    int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (m < 0) return -1;
+    char name[128];
+    if (grantpt(m) < 0 || unlockpt(m) < 0 || ptsname_r(m, name, sizeof name) != 0) { int e = errno; close(m); errno = e; return -1; }
+    int s = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (s < 0) { int e = errno; close(m); errno = e; return -1; }
+    *master = m;
+    *slave = s;
+    return 0;
+}
+
+int bh_agent_reboot(int power_off) {
+    sync();
+    return reboot(power_off ? RB_POWER_OFF : RB_AUTOBOOT);
+}
+
+int bh_agent_signalfd(void) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGPIPE);
+    if (sigprocmask(SIG_BLOCK, &set, NULL) != 0) return -1;
+    return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+}
+
+int bh_agent_read_signal(int fd) {
+    struct signalfd_siginfo info;
+    ssize_t n = read(fd, &info, sizeof info);
+    return n == (ssize_t)sizeof info ? (int)info.ssi_signo : 0;
+}

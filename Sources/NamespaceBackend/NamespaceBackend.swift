@@ -1,0 +1,390 @@
+import CShims
+import Cgroups
+import FoundationEssentials
+import LinuxOS
+import Logging
+import OCIRuntime
+import Runtime
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The namespace tier: a container is a process tree in its own namespaces, cgroup and root filesystem on the
+/// host kernel. The runtime side (this type) spawns the init (`ContainerInit`) by re-executing its own binary
+/// and drives it over a sync socket.
+public struct NamespaceBackend: Backend {
+    public let name = "namespace"
+    /// Applies `linux.resources` (the hardening layer plugs in here; today: nothing).
+    public let resources: ResourceApplier
+    /// The binary re-executed as the container init.
+    public let initBinary: String
+    let logger = Logger(label: "bulkhead.namespace")
+
+    public init(resources: ResourceApplier = NoResourceLimits(), initBinary: String = "/proc/self/exe") {
+        self.resources = resources
+        self.initBinary = initBinary
+    }
+
+    static let fifoName = "exec.fifo"
+
+    func cgroup(of record: ContainerRecord) -> Cgroup? {
+        guard let path = record.cgroupPath, let layout = try? CgroupLayout.detect() else { return nil }
+        return Cgroup(layout: layout, path: path)
+    }
+
+    // MARK: create
+
+    public func create(_ request: CreateRequest, record: inout ContainerRecord, directory: ContainerDirectory) throws {
+        let spec = request.spec
+        record.hooks = spec.hooks
+        guard let process = spec.process else {
+            throw RuntimeError("create \(request.id): config.json has no process section; the namespace tier needs one")
+        }
+        var initPid: Int32 = 0
+        var stage1: Int32 = 0
+        var createdCgroup: Cgroup?
+        do {
+            // 1. The cgroup, before any process exists, so that everything the container starts is inside it.
+            let layout = try stepOf("detect the cgroup layout") { try CgroupLayout.detect() }
+            if request.systemdCgroup && access("/run/systemd/system", F_OK) != 0 {
+                logger.info("systemd is not running on this host: using the cgroupfs driver for linux.cgroupsPath \"\(spec.linux?.cgroupsPath ?? "")\"")
+            }
+            let path = try stepOf("resolve linux.cgroupsPath") {
+                try CgroupPath.resolve(spec.linux?.cgroupsPath, containerID: request.id, systemd: request.systemdCgroup,
+                                       ownCgroup: ownCgroupPath(controller: layout.kind == .unified ? "" : "pids"))
+            }
+            let cgroup = Cgroup(layout: layout, path: path)
+            record.cgroupPath = path
+            try directory.save(record)
+            try stepOf("create cgroup \(path)") { try cgroup.create() }
+            createdCgroup = cgroup
+            if let res = spec.linux?.resources {
+                let json = Array(try JSONEncoder().encode(res))
+                try stepOf("apply linux.resources") { try resources.apply(ResourceRequest(json: json), to: cgroup) }
+            }
+
+            // 2. The exec fifo `start` opens.
+            let fifo = directory.path + "/" + Self.fifoName
+            try stepOf("create the exec fifo") {
+                try sys("mkfifo", fifo) { mkfifo(fifo, 0o622) }
+                try sys("chmod", fifo) { chmod(fifo, 0o622) }
+            }
+
+            // 3. The init.
+            let namespaces = spec.linux?.namespaces ?? []
+            record.ownPidNamespace = namespaces.contains { $0.type == .pid && ($0.path ?? "").isEmpty }
+            let config = InitConfig(
+                mode: .create, id: request.id, bundle: request.bundle, rootfs: record.rootfs, spec: spec,
+                process: process, noPivot: request.noPivot, noNewKeyring: request.noNewKeyring, fifoPath: fifo,
+                consoleFD: nil, preserveFds: request.preserveFds,
+                cgroupDirectories: cgroup.directories.map { dir in
+                    InitConfig.CgroupDirectory(name: dir.controllers.isEmpty ? (layout.kind == .unified ? "" : "unified")
+                                               : dir.controllers.map { $0.hasPrefix("name=") ? String($0.dropFirst(5)) : $0 }.joined(separator: ","),
+                                               hostPath: dir.directory)
+                },
+                cgroupUnified: layout.kind == .unified, targetPid: nil,
+                hasStartContainerHooks: !(spec.hooks?.startContainer ?? []).isEmpty,
+                hasCreateHooks: !((spec.hooks?.prestart ?? []) + (spec.hooks?.createRuntime ?? []) + (spec.hooks?.createContainer ?? [])).isEmpty)
+            let launched = try launchInit(config, consoleSocket: process.terminal == true ? request.consoleSocket : nil,
+                                          terminal: process.terminal == true, preserveFds: request.preserveFds,
+                                          cgroup: cgroup, uidMappings: spec.linux?.uidMappings, gidMappings: spec.linux?.gidMappings,
+                                          onPid: { pid, s1 in
+                                              initPid = pid; stage1 = s1
+                                              record.pid = pid
+                                              record.pidStartTime = (try? ChildProcess.statFields(pid).startTime) ?? 0
+                                              try directory.save(record)
+                                          },
+                                          onHooks: {
+                                              let state = record.stateJSON(status: .creating).hookJSON
+                                              try HookRunner.run(spec.hooks?.prestart, phase: "prestart", state: state)
+                                              try HookRunner.run(spec.hooks?.createRuntime, phase: "createRuntime", state: state)
+                                              try HookRunner.run(spec.hooks?.createContainer, phase: "createContainer", state: state)
+                                          })
+            if config.hasStartContainerHooks {
+                try launched.send(record.stateJSON(status: .created).hookJSON)
+            }
+            launched.close()
+            record.status = .created
+            try directory.save(record)
+            if let pidFile = request.pidFile {
+                try stepOf("write the pid file \(pidFile)") { try writePidFile(pidFile, pid: initPid) }
+            }
+        } catch {
+            // Tear down what this create built: processes, cgroup. (The caller removes the state directory.)
+            if initPid > 0 { Glibc.kill(initPid, SIGKILL) }
+            if stage1 > 0 { Glibc.kill(stage1, SIGKILL) }
+            if let cg = createdCgroup {
+                for pid in (try? cg.pids()) ?? [] { Glibc.kill(pid, SIGKILL) }
+                if initPid > 0 { _ = try? ChildProcess.wait(initPid, timeoutMs: 2000, what: "container init") }
+                try? cg.delete()
+            }
+            throw RuntimeError("create \(request.id) failed: \(error)")
+        }
+    }
+
+    /// Spawns `bulkhead init`, joins it to the cgroup, sends the config and serves its requests until `ready`.
+    /// Returns the runtime's end of the sync socket (still open for a final message).
+    func launchInit(_ baseConfig: InitConfig, consoleSocket: String?, terminal: Bool, preserveFds: Int, cgroup: Cgroup?,
+                    uidMappings: [Spec.IDMapping]?, gidMappings: [Spec.IDMapping]?,
+                    onPid: (Int32, Int32) throws -> Void, onHooks: () throws -> Void) throws -> SyncSocket {
+        var config = baseConfig
+        let (oursRaw, theirsRaw) = try SyncSocket.pair()
+        let ours = SyncSocket(adopting: oursRaw)
+        let theirs = FileDescriptor(adopting: theirsRaw)
+        var fds: [(source: Int32, target: Int32)] = (0..<Int32(preserveFds)).map { (3 + $0, 3 + $0) }
+        let syncTarget = 3 + Int32(preserveFds)
+        fds.append((theirs.raw, syncTarget))
+        var console: FileDescriptor?
+        if terminal {
+            guard let consoleSocket else {
+                throw InitError("set up the terminal", "process.terminal is true: give --console-socket (or set terminal to false)")
+            }
+            let fd = try stepOf("connect to the console socket \(consoleSocket)") { try connectUnixSocket(consoleSocket) }
+            fds.append((fd.raw, syncTarget + 1))
+            config.consoleFD = syncTarget + 1
+            console = consume fd
+        }
+        let stage1 = try stepOf("start the container init") {
+            try ChildProcess.spawn(initBinary, arguments: ["bulkhead", "init"],
+                                   environment: ["\(ContainerInit.environmentKey)=\(syncTarget)"], fds: fds)
+        }
+        _ = consume theirs
+        _ = console.take()
+        var reaped = false
+        defer { if !reaped { Glibc.kill(stage1, SIGKILL); _ = try? ChildProcess.wait(stage1) } }
+        if let cgroup { try stepOf("join cgroup \(cgroup.path)") { try cgroup.join(pid: stage1) } }
+        try ours.send(Array(try JSONEncoder().encode(config)))
+        var pid: Int32 = 0
+        while true {
+            guard let message = try ours.receiveText() else {
+                let status = (try? ChildProcess.wait(stage1, noHang: true)) ?? nil
+                reaped = status != nil || reaped
+                throw InitError("container init", "it exited without reporting (status \(status.map { ChildProcess.exitCode(fromWaitStatus: $0) } ?? -1))")
+            }
+            let (verb, payload) = message.splitVerb()
+            switch verb {
+            case "userns":
+                try stepOf("write the user namespace id maps") {
+                    try writeMap("/proc/\(stage1)/uid_map", uidMappings ?? [], kind: "uid")
+                    try writeMap("/proc/\(stage1)/gid_map", gidMappings ?? [], kind: "gid")
+                }
+                try ours.send("ok")
+            case "pid":
+                guard let p = Int32(payload) else { throw InitError("container init", "bad pid message \"\(message)\"") }
+                pid = p
+                _ = try? ChildProcess.wait(stage1)
+                reaped = true
+                try onPid(pid, stage1)
+            case "hooks":
+                do { try onHooks(); try ours.send("ok") } catch {
+                    try? ours.send("error \(error)")
+                    throw error
+                }
+            case "ready":
+                return ours
+            case "error":
+                throw RuntimeError(payload)
+            default:
+                throw InitError("container init", "unexpected message \"\(message)\"")
+            }
+        }
+    }
+
+    func writeMap(_ path: String, _ mappings: [Spec.IDMapping], kind: String) throws {
+        guard !mappings.isEmpty else {
+            throw RuntimeError("linux.\(kind)Mappings is empty: a new user namespace needs at least one \(kind) mapping")
+        }
+        let text = mappings.map { "\($0.containerID) \($0.hostID) \($0.size)\n" }.joined()
+        let fd = try FileDescriptor.open(path, O_WRONLY)
+        try fd.writeAll(text, path: path)
+    }
+
+    func writePidFile(_ path: String, pid: Int32) throws {
+        let tmp = path + ".tmp-bulkhead"
+        let fd = try FileDescriptor.open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
+        try fd.writeAll(String(pid), path: tmp)
+        try sys("rename", path) { rename(tmp, path) }
+    }
+
+    // MARK: start
+
+    public func start(_ record: inout ContainerRecord, directory: ContainerDirectory) throws {
+        let status = status(of: record, directory: directory)
+        guard status == .created else {
+            throw RuntimeError("cannot start container \(record.id): it is \(status.rawValue), not created")
+        }
+        let fifo = directory.path + "/" + Self.fifoName
+        let fd = try FileDescriptor.open(fifo, O_RDONLY | O_NONBLOCK)
+        var byte: UInt8 = 0
+        while true {
+            if waitReadable(fd.raw, timeoutMs: 20) {
+                let n = Glibc.read(fd.raw, &byte, 1)
+                if n == 1 { break }
+                if n < 0 && (errno == EAGAIN || errno == EINTR) { continue }
+            }
+            if !isAlive(record) {
+                throw RuntimeError("cannot start container \(record.id): its init has exited (see the engine's log of the container's stderr)")
+            }
+        }
+        _ = unlink(fifo)
+        record.status = .running
+        try directory.save(record)
+        do {
+            try HookRunner.run(record.hooks?.poststart, phase: "poststart", state: record.stateJSON(status: .running).hookJSON)
+        } catch {
+            logger.warning("\(error)")
+        }
+    }
+
+    // MARK: status
+
+    func isAlive(_ record: ContainerRecord) -> Bool {
+        guard record.pid > 0, ChildProcess.isAlive(record.pid) else { return false }
+        if record.pidStartTime != 0, let start = try? ChildProcess.statFields(record.pid).startTime, start != record.pidStartTime {
+            return false
+        }
+        return true
+    }
+
+    public func status(of record: ContainerRecord, directory: ContainerDirectory) -> ContainerStatus {
+        if !isAlive(record) { return .stopped }
+        if record.status == .creating { return .creating }
+        if access(directory.path + "/" + Self.fifoName, F_OK) == 0 { return .created }
+        if let cg = cgroup(of: record), cg.freezerState() != .thawed { return .paused }
+        return .running
+    }
+
+    // MARK: kill, delete
+
+    public func kill(_ record: ContainerRecord, signal: Int32, all: Bool) throws {
+        guard isAlive(record) else { throw RuntimeError.notRunning(record.id) }
+        if all, let cg = cgroup(of: record) {
+            for pid in try cg.pids() { _ = Glibc.kill(pid, signal) }
+            if signal == SIGKILL, cg.freezerState() != .thawed { try? cg.thaw() }
+            return
+        }
+        try sys("kill", "pid \(record.pid)") { Glibc.kill(record.pid, signal) }
+    }
+
+    public func delete(_ record: ContainerRecord, directory: ContainerDirectory, force: Bool) throws {
+        let status = status(of: record, directory: directory)
+        switch status {
+        case .stopped, .created, .creating: break
+        case .running, .paused:
+            if !force {
+                throw RuntimeError("cannot delete container \(record.id) that is not stopped: \(status.rawValue) (stop it first, or use delete --force)")
+            }
+        }
+        let cg = cgroup(of: record)
+        if isAlive(record) { _ = Glibc.kill(record.pid, SIGKILL) }
+        if let cg, cg.exists {
+            // Everything left in the cgroup goes too (a container without its own pid namespace, or a kill -9
+            // of the runtime in the middle of create).
+            for _ in 0..<200 {
+                let pids = (try? cg.pids()) ?? []
+                if pids.isEmpty { break }
+                for pid in pids { _ = Glibc.kill(pid, SIGKILL) }
+                if cg.freezerState() != .thawed { try? cg.thaw() }
+                usleep(5000)
+            }
+            try cg.delete()
+        }
+        for _ in 0..<400 where isAlive(record) { usleep(5000) }
+        if status != .creating {
+            do {
+                try HookRunner.run(record.hooks?.poststop, phase: "poststop", state: record.stateJSON(status: .stopped).hookJSON)
+            } catch {
+                logger.warning("\(error)")
+            }
+        }
+    }
+
+    // MARK: exec
+
+    public func exec(_ record: ContainerRecord, _ request: ExecRequest) throws -> Int32 {
+        guard isAlive(record) else { throw RuntimeError("cannot exec in container \(record.id): container not running") }
+        let cg = cgroup(of: record)
+        if let cg, cg.freezerState() != .thawed {
+            throw RuntimeError("cannot exec in container \(record.id): it is paused (resume it first)")
+        }
+        let config = InitConfig(
+            mode: .exec, id: record.id, bundle: record.bundle, rootfs: record.rootfs, spec: Spec(),
+            process: request.process, noPivot: false, noNewKeyring: true, fifoPath: nil, consoleFD: nil,
+            preserveFds: request.preserveFds, cgroupDirectories: [], cgroupUnified: false, targetPid: record.pid,
+            hasStartContainerHooks: false, hasCreateHooks: false)
+        var pid: Int32 = 0
+        do {
+            let sock = try launchInit(config, consoleSocket: request.consoleSocket, terminal: request.process.terminal == true,
+                               preserveFds: request.preserveFds, cgroup: cg, uidMappings: nil, gidMappings: nil,
+                               onPid: { p, _ in pid = p }, onHooks: {})
+            sock.close()
+        } catch {
+            if pid > 0 { Glibc.kill(pid, SIGKILL); _ = try? ChildProcess.wait(pid) }
+            throw RuntimeError("exec in container \(record.id) failed: \(error)")
+        }
+        if let pidFile = request.pidFile { try writePidFile(pidFile, pid: pid) }
+        return pid
+    }
+
+    // MARK: pause, ps, stats, wait
+
+    public func pause(_ record: ContainerRecord) throws {
+        guard isAlive(record) else { throw RuntimeError.notRunning(record.id) }
+        guard let cg = cgroup(of: record) else { throw RuntimeError("container \(record.id) has no cgroup to freeze") }
+        try cg.freeze()
+    }
+
+    public func resume(_ record: ContainerRecord) throws {
+        guard isAlive(record) else { throw RuntimeError.notRunning(record.id) }
+        guard let cg = cgroup(of: record) else { throw RuntimeError("container \(record.id) has no cgroup to thaw") }
+        if cg.freezerState() == .thawed { throw RuntimeError("container \(record.id) is not paused") }
+        try cg.thaw()
+    }
+
+    public func processes(_ record: ContainerRecord) throws -> [Int32] {
+        guard let cg = cgroup(of: record), cg.exists else { return [] }
+        return try cg.pids()
+    }
+
+    public func stats(_ record: ContainerRecord) throws -> ContainerStats {
+        guard let cg = cgroup(of: record) else { return ContainerStats() }
+        let s = cg.stats()
+        var out = ContainerStats()
+        out.cpuUsageNanoseconds = s.cpuUsageNanoseconds
+        out.memoryUsageBytes = s.memoryUsageBytes
+        out.memoryLimitBytes = s.memoryLimitBytes
+        out.pidsCurrent = s.pidsCurrent
+        out.pidsLimit = s.pidsLimit
+        return out
+    }
+
+    public func wait(forChild pid: Int32) -> Int32 {
+        var old = [UInt8](repeating: 0, count: bh_sigset_size())
+        _ = old.withUnsafeMutableBytes { bh_block_all_signals($0.baseAddress, $0.count) }
+        defer { _ = old.withUnsafeBytes { bh_restore_signals($0.baseAddress) } }
+        while true {
+            var status: Int32 = 0
+            let r = waitpid(pid, &status, WNOHANG)
+            if r == pid { return ChildProcess.exitCode(fromWaitStatus: status) }
+            if r < 0 && errno == ECHILD { return 255 }
+            var sender: Int32 = 0
+            let sig = bh_wait_any_signal(&sender)
+            if sig == SIGCHLD || sig == SIGWINCH || sig == SIGURG || sig <= 0 { continue }
+            _ = Glibc.kill(pid, sig)
+        }
+    }
+}
+
+func stepOf<T: ~Copyable>(_ name: @autoclosure () -> String, _ body: () throws -> T) throws -> T {
+    do { return try body() } catch let e as InitError { throw e } catch let e as RuntimeError { throw e } catch {
+        throw InitError(name(), "\(error)")
+    }
+}
+
+extension String {
+    func splitVerb() -> (String, String) {
+        guard let space = firstIndex(of: " ") else { return (self, "") }
+        return (String(self[..<space]), String(self[index(after: space)...]))
+    }
+}
+

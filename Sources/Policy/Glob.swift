@@ -1,0 +1,164 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A shell-like glob: `*` matches any run of characters except `/`, `**` any run including `/`, `?` one character
+/// except `/`, `\x` the character x. Everything else matches itself.
+///
+/// Matching simulates the pattern as a small automaton over the subject's bytes (a bit set of positions), so it
+/// takes time proportional to subject × pattern length at worst, whatever the pattern: no backtracking blow-up.
+public final class Glob: Sendable, Hashable, CustomStringConvertible {
+    enum Token: Sendable, Hashable { case byte(UInt8), one, star, doubleStar }
+
+    public let pattern: String
+    let tokens: [Token]
+    /// The pattern's bytes when it has no wildcard (then matching is equality).
+    let literal: [UInt8]?
+    /// The literal bytes before the first wildcard (a cheap first test).
+    let prefix: [UInt8]
+    /// The pattern is `**` alone (matches everything).
+    let matchesEverything: Bool
+    /// The pattern is a literal prefix followed by a single trailing `**`.
+    let isPrefixAndDoubleStar: Bool
+
+    public init(_ pattern: String) {
+        self.pattern = pattern
+        let utf8 = Array(pattern.utf8)
+        var tokens: [Token] = []
+        tokens.reserveCapacity(utf8.count)
+        var bytes = utf8[...]
+        var wild = false
+        while let b = bytes.popFirst() {
+            switch b {
+            case UInt8(ascii: "\\"):
+                tokens.append(.byte(bytes.popFirst() ?? b))
+            case UInt8(ascii: "*"):
+                wild = true
+                if bytes.first == UInt8(ascii: "*") {
+                    bytes.removeFirst()
+                    while bytes.first == UInt8(ascii: "*") { bytes.removeFirst() }
+                    if tokens.last != .doubleStar { tokens.append(.doubleStar) }
+                } else if tokens.last != .star && tokens.last != .doubleStar {
+                    tokens.append(.star)
+                }
+            case UInt8(ascii: "?"):
+                wild = true
+                tokens.append(.one)
+            default:
+                tokens.append(.byte(b))
+            }
+        }
+        self.tokens = tokens
+        var prefix: [UInt8] = []
+        prefix.reserveCapacity(tokens.count)
+        for t in tokens { if case .byte(let b) = t { prefix.append(b) } else { break } }
+        self.prefix = prefix
+        self.literal = wild ? nil : prefix
+        self.matchesEverything = tokens == [.doubleStar]
+        self.isPrefixAndDoubleStar = tokens.count == prefix.count + 1 && tokens.last == .doubleStar
+    }
+
+    public var description: String { pattern }
+    public var hasWildcards: Bool { literal == nil }
+
+    public static func == (a: Glob, b: Glob) -> Bool { a.pattern == b.pattern }
+    public func hash(into h: inout Hasher) { h.combine(pattern) }
+
+    public func matches(_ subject: String) -> Bool {
+        var s = subject
+        return s.withUTF8 { matches(bytes: $0) }
+    }
+
+    func matches(bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        if let literal { return literal.count == bytes.count && Glob.equal(literal, bytes, count: literal.count) }
+        if bytes.count < prefix.count || !Glob.equal(prefix, bytes, count: prefix.count) { return false }
+        if tokens.count < 64 { return matchSmall(bytes) }
+        return matchLarge(bytes)
+    }
+
+    private static let slash = UInt8(ascii: "/")
+
+    @inline(__always)
+    static func equal(_ a: [UInt8], _ b: UnsafeBufferPointer<UInt8>, count: Int) -> Bool {
+        a.withUnsafeBufferPointer { a in
+            guard count > 0 else { return true }
+            return memcmp(a.baseAddress!, b.baseAddress!, count) == 0
+        }
+    }
+
+    /// Positions as bits of one word (patterns of fewer than 64 tokens: nearly all).
+    private func matchSmall(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        let n = tokens.count
+        func close(_ s: UInt64) -> UInt64 {
+            var s = s
+            var i = 0
+            while i < n {
+                if s & (1 << UInt64(i)) != 0 {
+                    switch tokens[i] { case .star, .doubleStar: s |= 1 << UInt64(i + 1); default: break }
+                }
+                i += 1
+            }
+            return s
+        }
+        var state = close(1)
+        for c in bytes {
+            var next: UInt64 = 0
+            var bits = state
+            while bits != 0 {
+                let i = bits.trailingZeroBitCount
+                bits &= bits - 1
+                if i == n { continue }
+                switch tokens[i] {
+                case .byte(let b): if b == c { next |= 1 << UInt64(i + 1) }
+                case .one: if c != Glob.slash { next |= 1 << UInt64(i + 1) }
+                case .star: if c != Glob.slash { next |= 1 << UInt64(i) }
+                case .doubleStar: next |= 1 << UInt64(i)
+                }
+            }
+            if next == 0 { return false }
+            state = close(next)
+        }
+        return state & (1 << UInt64(n)) != 0
+    }
+
+    private func matchLarge(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        let n = tokens.count
+        func close(_ s: inout [Bool]) {
+            for i in 0..<n where s[i] {
+                switch tokens[i] { case .star, .doubleStar: s[i + 1] = true; default: break }
+            }
+        }
+        var state = [Bool](repeating: false, count: n + 1)
+        state[0] = true
+        close(&state)
+        for c in bytes {
+            var next = [Bool](repeating: false, count: n + 1)
+            var any = false
+            for i in 0..<n where state[i] {
+                switch tokens[i] {
+                case .byte(let b): if b == c { next[i + 1] = true; any = true }
+                case .one: if c != Glob.slash { next[i + 1] = true; any = true }
+                case .star: if c != Glob.slash { next[i] = true; any = true }
+                case .doubleStar: next[i] = true; any = true
+                }
+            }
+            if !any { return false }
+            close(&next)
+            state = next
+        }
+        return state[n]
+    }
+
+    /// True when every string this glob matches is also matched by `other` — decided only in the easy cases
+    /// (equal patterns, `other` is `**`, or this one is a literal that `other` matches); false when unsure.
+    /// Used to find shadowed rules, where "unsure" must mean "not shadowed".
+    func isCovered(by other: Glob) -> Bool {
+        if other.matchesEverything { return true }
+        if other.literal != nil { return other.literal == literal }
+        if !prefix.starts(with: other.prefix) && !(literal?.starts(with: other.prefix) ?? false) { return false }
+        if other.pattern == pattern { return true }
+        if let literal { return literal.withUnsafeBufferPointer { other.matches(bytes: $0) } }
+        // `prefix**` covers any pattern whose literal prefix starts with that prefix.
+        return other.isPrefixAndDoubleStar && prefix.starts(with: other.prefix)
+    }
+}

@@ -1,0 +1,64 @@
+/// Rules by the literal prefixes of their globs on one field (tenant or image). A glob can only match a string
+/// that starts with its literal prefix, and only cover a glob whose prefix extends its own, so the rules worth
+/// trying for a string are those without a condition on the field plus those indexed under one of the string's
+/// prefixes. Used by the decision path (so a 1,000-rule policy is not scanned rule by rule) and by the
+/// shadowed-rule lint.
+///
+/// Prefixes are keyed by their 64-bit FNV-1a hash: a collision only adds candidates, which are then checked in
+/// full, so it can cost time but never change a result.
+struct PrefixIndex: Sendable {
+    var unconstrained: [Int] = []
+    var byPrefix: [UInt64: [Int]] = [:]
+
+    static let fnvOffset: UInt64 = 0xcbf2_9ce4_8422_2325
+    static let fnvPrime: UInt64 = 0x100_0000_01b3
+
+    static func hash(_ bytes: [UInt8]) -> UInt64 {
+        var h = fnvOffset
+        for b in bytes { h = (h ^ UInt64(b)) &* fnvPrime }
+        return h
+    }
+
+    mutating func add(_ rule: Int, _ globs: [Glob]?) {
+        guard let globs else { unconstrained.append(rule); return }
+        for g in globs { byPrefix[Self.hash(g.prefix), default: []].append(rule) }
+    }
+
+    /// Candidates for a glob (its literal prefix) or a subject string's bytes; unsorted, may repeat.
+    func candidates(forBytes p: [UInt8]) -> [Int] {
+        var out = unconstrained
+        if byPrefix.isEmpty { return out }
+        var h = Self.fnvOffset
+        if let rules = byPrefix[h] { out += rules }
+        for b in p {
+            h = (h ^ UInt64(b)) &* Self.fnvPrime
+            if let rules = byPrefix[h] { out += rules }
+        }
+        return out
+    }
+
+    func candidates(for glob: Glob) -> [Int] { candidates(forBytes: glob.literal ?? glob.prefix) }
+}
+
+/// The index a policy keeps for deciding.
+struct DecisionIndex: Sendable {
+    var tenant = PrefixIndex()
+    var image = PrefixIndex()
+
+    init(_ rules: [Rule]) {
+        for (i, r) in rules.enumerated() {
+            tenant.add(i, r.match.tenant)
+            image.add(i, r.match.image)
+        }
+    }
+
+    /// The rules that could match, in policy order (a superset of those that do).
+    func candidates(tenant t: [UInt8]?, image n: [UInt8]?) -> [Int] {
+        // A request without tenant (image) can only match rules without a tenant (image) condition.
+        let byTenant = t.map { tenant.candidates(forBytes: $0) } ?? tenant.unconstrained
+        let byImage = n.map { image.candidates(forBytes: $0) } ?? image.unconstrained
+        var list = byTenant.count <= byImage.count ? byTenant : byImage
+        list.sort()
+        return list
+    }
+}

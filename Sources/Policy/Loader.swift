@@ -1,0 +1,504 @@
+import LinuxOS
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A policy that could not be loaded: every problem found, each at its place in the file.
+public struct PolicyLoadError: Error, Sendable, CustomStringConvertible {
+    public var source: String
+    public var diagnostics: [Diagnostic]
+
+    public init(source: String, diagnostics: [Diagnostic]) {
+        self.source = source
+        self.diagnostics = diagnostics
+    }
+
+    public var errors: [Diagnostic] { diagnostics.filter { $0.severity == .error } }
+
+    public var description: String {
+        let errs = errors
+        var text = "policy \(source) is not valid (\(errs.count) error\(errs.count == 1 ? "" : "s")); no container starts until it is fixed"
+        for d in errs.prefix(20) { text += "\n  \(d)" }
+        if errs.count > 20 { text += "\n  … and \(errs.count - 20) more (run `bulkhead policy check \(source)`)" }
+        return text
+    }
+}
+
+extension Policy {
+    /// Reads and validates a policy file. Throws ``PolicyLoadError`` (every error with file:line:column) or the
+    /// `SystemError` of reading it.
+    public static func load(path: String) throws -> Policy {
+        let fd = try FileDescriptor.open(path, O_RDONLY)
+        let bytes = try fd.readAll(limit: YAMLReader.maxBytes, path: path)
+        return try parse(bytes, source: path)
+    }
+
+    /// Validates a policy from its bytes; `source` names it in messages.
+    public static func parse(_ bytes: [UInt8], source: String) throws(PolicyLoadError) -> Policy {
+        let (policy, diagnostics) = check(bytes, source: source)
+        guard let policy else { throw PolicyLoadError(source: source, diagnostics: diagnostics) }
+        return policy
+    }
+
+    public static func parse(_ text: String, source: String) throws(PolicyLoadError) -> Policy {
+        try parse(Array(text.utf8), source: source)
+    }
+
+    /// Validates and lints: the policy when it has no errors, and every diagnostic (errors and warnings) in
+    /// file order.
+    public static func check(_ bytes: [UInt8], source: String) -> (Policy?, [Diagnostic]) {
+        let root: YAMLNode
+        do { root = try YAMLReader.parse(bytes, file: source) } catch { return (nil, [error]) }
+        var loader = PolicyLoader(file: source)
+        let policy = loader.policy(root)
+        var diagnostics = loader.diagnostics
+        if let policy { diagnostics += Lint.run(policy) }
+        diagnostics.sort { ($0.location, $0.severity == .error ? 0 : 1) < ($1.location, $1.severity == .error ? 0 : 1) }
+        if diagnostics.contains(where: { $0.severity == .error }) { return (nil, diagnostics) }
+        var result = policy!
+        result.warnings = diagnostics
+        return (result, diagnostics)
+    }
+}
+
+/// Turns the YAML tree into a ``Policy``, collecting every problem instead of stopping at the first.
+struct PolicyLoader {
+    let file: String
+    var diagnostics: [Diagnostic] = []
+
+    init(file: String) { self.file = file }
+
+    mutating func error(_ at: SourceLocation, _ message: String) { diagnostics.append(Diagnostic(.error, at, message)) }
+    mutating func warning(_ at: SourceLocation, _ message: String) { diagnostics.append(Diagnostic(.warning, at, message)) }
+
+    // MARK: generic shapes
+
+    /// The entries of a mapping, each key checked against `allowed` (unknown keys are errors, with a suggestion).
+    mutating func fields(_ node: YAMLNode, _ what: String, allowed: [String]) -> [(key: String, keyLocation: SourceLocation, value: YAMLNode)]? {
+        guard case .mapping(let entries, _) = node else {
+            error(node.location, "\(what) must be a mapping, found \(node.kindName)")
+            return nil
+        }
+        var known: [(key: String, keyLocation: SourceLocation, value: YAMLNode)] = []
+        for e in entries {
+            if allowed.contains(e.key) { known.append(e); continue }
+            var message = "unknown key '\(e.key)' in \(what)"
+            if let near = allowed.min(by: { editDistance($0, e.key) < editDistance($1, e.key) }), editDistance(near, e.key) <= 2 {
+                message += "; did you mean '\(near)'?"
+            } else {
+                message += "; allowed: \(allowed.joined(separator: ", "))"
+            }
+            error(e.keyLocation, message)
+        }
+        return known
+    }
+
+    mutating func string(_ node: YAMLNode, _ what: String) -> String? {
+        if case .scalar(let s, let plain, _) = node, !node.isNull {
+            if plain && (s == "true" || s == "false") {
+                error(node.location, "\(what) must be a string, found a boolean (quote it: \"\(s)\")")
+                return nil
+            }
+            if s.isEmpty { error(node.location, "\(what) must not be empty"); return nil }
+            return s
+        }
+        error(node.location, "\(what) must be a string, found \(node.kindName)")
+        return nil
+    }
+
+    mutating func bool(_ node: YAMLNode, _ what: String) -> Bool? {
+        if case .scalar(let s, true, _) = node {
+            if s == "true" { return true }
+            if s == "false" { return false }
+        }
+        error(node.location, "\(what) must be true or false, found \(node.kindName)\(scalarText(node))")
+        return nil
+    }
+
+    mutating func integer(_ node: YAMLNode, _ what: String, range: ClosedRange<Int>) -> Int? {
+        if case .scalar(let s, true, _) = node, let v = Int(s) {
+            if range.contains(v) { return v }
+            error(node.location, "\(what) must be between \(range.lowerBound) and \(range.upperBound), found \(v)")
+            return nil
+        }
+        error(node.location, "\(what) must be a whole number, found \(node.kindName)\(scalarText(node))")
+        return nil
+    }
+
+    func scalarText(_ node: YAMLNode) -> String {
+        if case .scalar(let s, _, _) = node, !s.isEmpty { return " '\(s.prefix(40))'" }
+        return ""
+    }
+
+    /// A string or a list of strings (a list must not be empty).
+    mutating func strings(_ node: YAMLNode, _ what: String) -> [(String, SourceLocation)]? {
+        if case .sequence(let items, _) = node {
+            if items.isEmpty { error(node.location, "\(what) must not be an empty list"); return nil }
+            var out: [(String, SourceLocation)] = []
+            var ok = true
+            for item in items {
+                if let s = string(item, "each entry of \(what)") { out.append((s, item.location)) } else { ok = false }
+            }
+            return ok ? out : nil
+        }
+        if let s = string(node, "\(what) (a string or a list of strings)") { return [(s, node.location)] }
+        return nil
+    }
+
+    mutating func globs(_ node: YAMLNode, _ what: String) -> [Glob]? {
+        strings(node, what)?.map { Glob($0.0) }
+    }
+
+    /// `true`/`false`, or a list of allowed names.
+    mutating func presence(_ node: YAMLNode, _ what: String, validate: (String) -> String?) -> PresenceCondition? {
+        if case .scalar(let s, true, _) = node, s == "true" || s == "false" { return .any(s == "true") }
+        if case .mapping = node {
+            error(node.location, "\(what) must be true, false, or a list, found a mapping")
+            return nil
+        }
+        guard let list = strings(node, what) else { return nil }
+        var ok = true
+        for (value, at) in list { if let problem = validate(value) { error(at, problem); ok = false } }
+        return ok ? .oneOf(list.map { Glob($0.0) }) : nil
+    }
+
+    /// Sizes: a whole number of bytes, or a number with Ki, Mi, Gi or Ti.
+    mutating func size(_ node: YAMLNode, _ what: String) -> UInt64? {
+        guard case .scalar(let s, _, _) = node, !node.isNull else {
+            error(node.location, "\(what) must be a size such as 512Mi or 2Gi, found \(node.kindName)")
+            return nil
+        }
+        let units: [(String, UInt64)] = [("Ki", 1 << 10), ("Mi", 1 << 20), ("Gi", 1 << 30), ("Ti", 1 << 40)]
+        var number = Substring(s)
+        var scale: UInt64 = 1
+        for (suffix, value) in units where s.hasSuffix(suffix) {
+            number = number.dropLast(2)
+            scale = value
+        }
+        guard let n = UInt64(number), n > 0, n <= UInt64.max / scale else {
+            error(node.location, "\(what) must be a size such as 512Mi or 2Gi (units Ki, Mi, Gi, Ti), found '\(s.prefix(40))'")
+            return nil
+        }
+        return n * scale
+    }
+
+    /// CPUs: a positive number with at most three decimals, as thousandths.
+    mutating func cpus(_ node: YAMLNode, _ what: String) -> Int? {
+        guard case .scalar(let s, true, _) = node else {
+            error(node.location, "\(what) must be a number of CPUs such as 2 or 0.5, found \(node.kindName)")
+            return nil
+        }
+        let parts = s.split(separator: ".", omittingEmptySubsequences: false)
+        if parts.count <= 2, let whole = Int(parts[0]), whole >= 0, whole <= 4096 {
+            var milli = whole * 1000
+            if parts.count == 2 {
+                let frac = parts[1]
+                guard !frac.isEmpty, frac.count <= 3, let f = Int(frac), f >= 0 else {
+                    error(node.location, "\(what) allows at most three decimals, found '\(s)'")
+                    return nil
+                }
+                milli += f * [100, 10, 1][frac.count - 1]
+            }
+            if milli > 0 { return milli }
+        }
+        error(node.location, "\(what) must be a positive number of CPUs such as 2 or 0.5, found '\(s.prefix(40))'")
+        return nil
+    }
+
+    mutating func enumValue<E: RawRepresentable & CaseIterable>(_ node: YAMLNode, _ what: String, _: E.Type) -> E? where E.RawValue == String {
+        guard let s = string(node, what) else { return nil }
+        if let v = E(rawValue: s) { return v }
+        error(node.location, "\(what) must be one of \(E.allCases.map(\.rawValue).joined(separator: ", ")), found '\(s.prefix(40))'")
+        return nil
+    }
+
+    // MARK: the policy
+
+    mutating func policy(_ root: YAMLNode) -> Policy? {
+        guard let top = fields(root, "the policy", allowed: ["version", "description", "defaults", "rules"]) else { return nil }
+        var version: Int? = nil
+        var rules: [Rule] = []
+        var sawRules = false, sawVersion = false
+        var defaults = (NamespaceSettings.builtIn, MicroVMSettings.builtIn, ResourceCeilings())
+        for (key, _, value) in top {
+            switch key {
+            case "version":
+                sawVersion = true
+                if let v = integer(value, "version", range: 0...Int.max) {
+                    if v == 1 { version = 1 } else { error(value.location, "unsupported policy version \(v); this Bulkhead reads version 1") }
+                }
+            case "description":
+                _ = string(value, "description")
+            case "defaults":
+                if let d = tierSettings(value, "defaults", allowed: ["namespace", "microvm", "resources"]) {
+                    defaults = (NamespaceSettings.builtIn.overlaid(by: d.0), MicroVMSettings.builtIn.overlaid(by: d.1), d.2)
+                }
+            case "rules":
+                sawRules = true
+                guard case .sequence(let items, _) = value else {
+                    error(value.location, "rules must be a list of rules, found \(value.kindName)")
+                    continue
+                }
+                var names: [String: SourceLocation] = [:]
+                for item in items {
+                    guard let rule = rule(item) else { continue }
+                    if let first = names[rule.name] {
+                        error(rule.location, "duplicate rule name '\(rule.name)' (first at line \(first.line)); names must be unique so decisions can be traced")
+                    }
+                    names[rule.name] = rule.location
+                    rules.append(rule)
+                }
+                if items.isEmpty { error(value.location, "rules must not be empty: a policy ends with a default rule") }
+            default: break
+            }
+        }
+        let start = root.location
+        if !sawVersion {
+            error(start, "missing `version: 1` at the top of the policy")
+        }
+        if !sawRules { error(start, "missing `rules:`; a policy is a list of rules ending with a default rule") }
+        guard let version else { return nil }
+        return Policy(version: version, source: file, rules: rules, defaults: defaults, index: DecisionIndex(rules), warnings: [])
+    }
+
+    mutating func tierSettings(_ node: YAMLNode, _ what: String, allowed: [String]) -> (NamespaceSettings, MicroVMSettings, ResourceCeilings)? {
+        guard let entries = fields(node, what, allowed: allowed) else { return nil }
+        var ns = NamespaceSettings(), vm = MicroVMSettings(), res = ResourceCeilings()
+        for (key, _, value) in entries {
+            switch key {
+            case "namespace": ns = namespaceSettings(value, "\(what).namespace") ?? ns
+            case "microvm": vm = microvmSettings(value, "\(what).microvm") ?? vm
+            case "resources": res = resources(value, "\(what).resources") ?? res
+            default: break
+            }
+        }
+        return (ns, vm, res)
+    }
+
+    mutating func namespaceSettings(_ node: YAMLNode, _ what: String) -> NamespaceSettings? {
+        guard let entries = fields(node, what, allowed: ["seccomp", "user_namespace", "readonly_rootfs", "capability_ceiling"]) else { return nil }
+        var s = NamespaceSettings()
+        for (key, _, value) in entries {
+            switch key {
+            case "seccomp":
+                if let v = string(value, "\(what).seccomp") {
+                    if v == "default" || v == "unconfined" || v.hasPrefix("/") { s.seccomp = v }
+                    else { error(value.location, "\(what).seccomp must be default, unconfined, or an absolute path to a seccomp profile, found '\(v.prefix(40))'") }
+                }
+            case "user_namespace": s.userNamespace = bool(value, "\(what).user_namespace")
+            case "readonly_rootfs": s.readonlyRootfs = bool(value, "\(what).readonly_rootfs")
+            case "capability_ceiling":
+                if case .sequence(let items, _) = value {
+                    var caps: [String] = []
+                    for item in items {
+                        if let c = string(item, "each entry of \(what).capability_ceiling") {
+                            if let problem = Self.capabilityProblem(c, allowGlob: false) { error(item.location, problem) } else { caps.append(Self.canonicalCapability(c)) }
+                        }
+                    }
+                    s.capabilityCeiling = caps
+                } else {
+                    error(value.location, "\(what).capability_ceiling must be a list of capabilities (may be empty: [])")
+                }
+            default: break
+            }
+        }
+        return s
+    }
+
+    mutating func microvmSettings(_ node: YAMLNode, _ what: String) -> MicroVMSettings? {
+        guard let entries = fields(node, what, allowed: ["vcpus", "memory", "hypervisor", "kernel"]) else { return nil }
+        var s = MicroVMSettings()
+        for (key, _, value) in entries {
+            switch key {
+            case "vcpus": s.vcpus = integer(value, "\(what).vcpus", range: 1...256)
+            case "memory":
+                if let m = size(value, "\(what).memory") {
+                    if m < 64 << 20 { error(value.location, "\(what).memory must be at least 64Mi (the guest kernel and agent need it)") } else { s.memory = m }
+                }
+            case "hypervisor": s.hypervisor = enumValue(value, "\(what).hypervisor", HypervisorPreference.self)
+            case "kernel":
+                if let v = string(value, "\(what).kernel") {
+                    if v == "default" || v.hasPrefix("/") { s.kernel = v }
+                    else { error(value.location, "\(what).kernel must be default or an absolute path, found '\(v.prefix(40))'") }
+                }
+            default: break
+            }
+        }
+        return s
+    }
+
+    mutating func resources(_ node: YAMLNode, _ what: String) -> ResourceCeilings? {
+        guard let entries = fields(node, what, allowed: ["memory", "cpus", "pids"]) else { return nil }
+        var r = ResourceCeilings()
+        for (key, _, value) in entries {
+            switch key {
+            case "memory": r.memory = size(value, "\(what).memory")
+            case "cpus": r.milliCPUs = cpus(value, "\(what).cpus")
+            case "pids": r.pids = integer(value, "\(what).pids", range: 1...4_194_304)
+            default: break
+            }
+        }
+        return r
+    }
+
+    static let ruleKeys = ["name", "description", "match", "decide", "allow_lower", "reason", "namespace", "microvm", "resources"]
+    static let matchKeys = ["tenant", "has_tenant", "image", "digest", "imported_by", "source", "privileged",
+                            "added_capabilities", "host_namespaces", "host_mounts", "devices", "no_new_privileges",
+                            "annotations", "labels", "isolation_request"]
+
+    mutating func rule(_ node: YAMLNode) -> Rule? {
+        let before = diagnostics.count
+        guard let entries = fields(node, "a rule", allowed: Self.ruleKeys) else { return nil }
+        var name: String? = nil, description: String? = nil, verdict: Verdict? = nil, allowLower = false, reason: String? = nil
+        var match = Match(), hasMatch = false, locations: [String: SourceLocation] = [:]
+        var ns = NamespaceSettings(), vm = MicroVMSettings(), res = ResourceCeilings()
+        var allowLowerAt: SourceLocation? = nil, settingsAt: [(String, SourceLocation)] = []
+        for (key, keyAt, value) in entries {
+            switch key {
+            case "name":
+                if let n = string(value, "rule name") {
+                    if n.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7a) || $0 == 0x2d || $0 == 0x5f || $0 == 0x2e }) && n.utf8.count <= 128 {
+                        name = n
+                    } else {
+                        error(value.location, "rule name '\(n.prefix(40))' may use only letters, digits, '-', '_' and '.' (at most 128)")
+                    }
+                }
+            case "description": description = string(value, "description")
+            case "decide": verdict = enumValue(value, "decide", Verdict.self)
+            case "allow_lower": allowLower = bool(value, "allow_lower") ?? false; allowLowerAt = keyAt
+            case "reason": reason = string(value, "reason")
+            case "match":
+                hasMatch = true
+                if let (m, locs) = matchConditions(value) { match = m; locations = locs }
+            case "namespace": ns = namespaceSettings(value, "namespace") ?? ns; settingsAt.append((key, keyAt))
+            case "microvm": vm = microvmSettings(value, "microvm") ?? vm; settingsAt.append((key, keyAt))
+            case "resources": res = resources(value, "resources") ?? res
+            default: break
+            }
+        }
+        if name == nil && !diagnostics[before...].contains(where: { $0.message.contains("name") }) {
+            error(node.location, "a rule needs a `name:` (decisions and the audit log name the rule)")
+        }
+        if verdict == nil && !diagnostics[before...].contains(where: { $0.message.contains("decide") }) {
+            error(node.location, "rule '\(name ?? "?")' needs `decide: namespace | microvm | deny`")
+        }
+        guard let name, let verdict, !diagnostics[before...].contains(where: { $0.severity == .error }) else { return nil }
+        if let at = allowLowerAt, allowLower, verdict != .microvm {
+            warning(at, "allow_lower has no effect on a rule that decides \(verdict.rawValue) (only a microvm decision can be lowered)")
+        }
+        if verdict == .deny {
+            for (key, at) in settingsAt { warning(at, "\(key) settings have no effect on a rule that decides deny") }
+        } else if verdict == .namespace, let at = settingsAt.first(where: { $0.0 == "microvm" })?.1 {
+            _ = at // microvm settings on a namespace rule apply when a deployer raises isolation: valid.
+        } else if verdict == .microvm, !allowLower, let at = settingsAt.first(where: { $0.0 == "namespace" })?.1 {
+            warning(at, "namespace settings have no effect: this rule decides microvm and does not allow_lower")
+        }
+        return Rule(name: name, description: description, match: match, isCatchAll: !hasMatch || match.isEmpty, verdict: verdict,
+                    allowLower: allowLower, reason: reason, namespace: ns, microvm: vm, resources: res,
+                    location: node.location, conditionLocations: locations)
+    }
+
+    static func canonicalCapability(_ c: String) -> String {
+        let upper = c.uppercased()
+        return upper.hasPrefix("CAP_") ? upper : "CAP_" + upper
+    }
+
+    static func capabilityProblem(_ c: String, allowGlob: Bool) -> String? {
+        let canon = canonicalCapability(c)
+        if allowGlob && (c.contains("*") || c.contains("?")) { return nil }
+        if Privileges.knownCapabilities.contains(canon) { return nil }
+        return "unknown capability '\(c.prefix(40))' (write it as Linux names it, e.g. CAP_NET_ADMIN)"
+    }
+
+    mutating func matchConditions(_ node: YAMLNode) -> (Match, [String: SourceLocation])? {
+        guard let entries = fields(node, "match", allowed: Self.matchKeys) else { return nil }
+        var m = MatchConditions()
+        var locations = [String: SourceLocation](minimumCapacity: entries.count)
+        for (key, keyAt, value) in entries {
+            locations[key] = keyAt
+            switch key {
+            case "tenant": m.tenant = globs(value, "match.tenant")
+            case "has_tenant": m.hasTenant = bool(value, "match.has_tenant")
+            case "image":
+                m.image = globs(value, "match.image")
+                for g in m.image ?? [] where !g.pattern.contains("/") && !g.pattern.hasPrefix("**") {
+                    warning(value.location, "match.image '\(g.pattern.prefix(60))' has no '/': image patterns match the full name registry/repository:tag (busybox is docker.io/library/busybox:latest), so write e.g. docker.io/library/busybox:*")
+                }
+            case "digest":
+                if let list = strings(value, "match.digest") {
+                    var ok = true
+                    for (d, at) in list where !Self.isDigest(d) {
+                        error(at, "match.digest '\(d.prefix(80))' is not a digest: write sha256: and 64 lowercase hex digits"); ok = false
+                    }
+                    if ok { m.digest = list.map(\.0) }
+                }
+            case "imported_by": m.importedBy = globs(value, "match.imported_by")
+            case "source": m.source = globs(value, "match.source")
+            case "privileged": m.privileged = bool(value, "match.privileged")
+            case "added_capabilities":
+                m.addedCapabilities = presence(value, "match.added_capabilities") { Self.capabilityProblem($0, allowGlob: true) }
+                if case .oneOf(let gs)? = m.addedCapabilities { m.addedCapabilities = .oneOf(gs.map { $0.hasWildcards ? $0 : Glob(Self.canonicalCapability($0.pattern)) }) }
+            case "host_namespaces":
+                m.hostNamespaces = presence(value, "match.host_namespaces") {
+                    Privileges.namespaceTypes.contains($0) ? nil : "unknown namespace type '\($0.prefix(40))'; use \(Privileges.namespaceTypes.joined(separator: ", "))"
+                }
+            case "host_mounts":
+                m.hostMounts = presence(value, "match.host_mounts") {
+                    $0.hasPrefix("/") || $0.hasPrefix("*") ? nil : "match.host_mounts entries are absolute host paths or globs such as /var/run/**, found '\($0.prefix(40))'"
+                }
+            case "devices":
+                m.devices = presence(value, "match.devices") { _ in nil }
+            case "no_new_privileges": m.noNewPrivileges = bool(value, "match.no_new_privileges")
+            case "annotations": m.annotations = keyedGlobs(value, "match.annotations")
+            case "labels": m.labels = keyedGlobs(value, "match.labels")
+            case "isolation_request":
+                if let list = strings(value, "match.isolation_request") {
+                    var ok = true
+                    for (v, at) in list where !["none", "namespace", "microvm"].contains(v) {
+                        error(at, "match.isolation_request entries are none, namespace or microvm, found '\(v.prefix(40))'"); ok = false
+                    }
+                    if ok { m.isolationRequest = list.map(\.0) }
+                }
+            default: break
+            }
+        }
+        return (Match(m), locations)
+    }
+
+    mutating func keyedGlobs(_ node: YAMLNode, _ what: String) -> [String: [Glob]]? {
+        guard case .mapping(let entries, _) = node else {
+            error(node.location, "\(what) must be a mapping of key: value-glob, found \(node.kindName)")
+            return nil
+        }
+        if entries.isEmpty { error(node.location, "\(what) must not be empty"); return nil }
+        var out: [String: [Glob]] = [:]
+        for (key, _, value) in entries {
+            if let g = globs(value, "\(what).\(key)") { out[key] = g }
+        }
+        return out.count == entries.count ? out : nil
+    }
+
+    static func isDigest(_ s: String) -> Bool {
+        guard s.hasPrefix("sha256:") else { return false }
+        let hex = s.utf8.dropFirst(7)
+        return hex.count == 64 && hex.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
+    }
+}
+
+/// Levenshtein distance, for "did you mean" on unknown keys (keys are short).
+func editDistance(_ a: String, _ b: String) -> Int {
+    let a = Array(a.utf8), b = Array(b.utf8)
+    if a.isEmpty { return b.count }
+    if b.isEmpty { return a.count }
+    if abs(a.count - b.count) > 3 { return 99 }
+    var prev = Array(0...b.count)
+    var cur = [Int](repeating: 0, count: b.count + 1)
+    for i in 1...a.count {
+        cur[0] = i
+        for j in 1...b.count {
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+        }
+        swap(&prev, &cur)
+    }
+    return prev[b.count]
+}
