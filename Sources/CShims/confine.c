@@ -9,11 +9,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-const int BH_CLONE_NEWNS = CLONE_NEWNS;
-
-int bh_unshare(int flags) { return unshare(flags); }
-int bh_pivot_root(const char *new_root, const char *put_old) { return (int)syscall(SYS_pivot_root, new_root, put_old); }
-
 int bh_capset_clear(void) {
     struct __user_cap_header_struct header = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
     struct __user_cap_data_struct data[2] = {{0, 0, 0}, {0, 0, 0}};
