@@ -9,6 +9,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+// BH_CLONE_NEWNS, bh_unshare and bh_pivot_root are defined once, in namespaces.c (shared with the namespace tier).
+
 int bh_capset_clear(void) {
     struct __user_cap_header_struct header = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
     struct __user_cap_data_struct data[2] = {{0, 0, 0}, {0, 0, 0}};

@@ -3,8 +3,8 @@
 #define BULKHEAD_CSHIMS_CONFINE_H
 
 #include <sys/signalfd.h>
+#include "cshims.h"   // bh_unshare, bh_pivot_root, BH_CLONE_NEWNS
 
-// bh_unshare, bh_pivot_root and BH_CLONE_NEWNS come from cshims.h.
 /// Clears the calling thread's effective, permitted and inheritable capability sets (capset(2), version 3).
 int bh_capset_clear(void);
 /// Drops every capability from the bounding set (PR_CAPBSET_DROP up to the kernel's last capability).
