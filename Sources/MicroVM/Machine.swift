@@ -245,11 +245,18 @@ public final class VirtualMachine: @unchecked Sendable {
     public var exit: VMExit? { exitState.value.withLock { $0 } }
 
     /// Starts the device I/O thread and one thread per vCPU. Each thread first calls `prepareThread(role)` (where
-    /// the jail installs that role's seccomp filter), so nothing runs KVM_RUN unconfined.
+    /// the jail installs that role's seccomp filter); no vCPU enters KVM_RUN before every thread of the VMM has
+    /// done so, so no guest instruction runs while any thread is still unconfined.
     public func start(prepareThread: @escaping @Sendable (ThreadRole) throws -> Void = { _ in }) throws {
-        let ready = Mutex(0)
+        let prepared = ThreadGate()   // one signal per thread, set-up done (or failed)
+        let go = ThreadGate()         // one signal per vCPU, once every thread is prepared
         let io = try spawnThread { [self] in
-            do { try prepareThread(.io) } catch { finish(.failed("io thread set-up: \(error)")); return }
+            do { try prepareThread(.io) } catch {
+                finish(.failed("io thread set-up: \(error)"))
+                prepared.signal()
+                return
+            }
+            prepared.signal()
             ioLoop()
         }
         threads.append(io)
@@ -259,14 +266,21 @@ public final class VirtualMachine: @unchecked Sendable {
                 sigemptyset(&set)
                 sigaddset(&set, vcpuKickSignal)
                 pthread_sigmask(SIG_UNBLOCK, &set, nil)
-                do { try prepareThread(.vcpu) } catch { finish(.failed("vcpu thread set-up: \(error)")); return }
-                ready.withLock { $0 += 1 }
+                do { try prepareThread(.vcpu) } catch {
+                    finish(.failed("vcpu thread set-up: \(error)"))
+                    prepared.signal()
+                    return
+                }
+                prepared.signal()
+                go.wait()
                 let exit = vcpu.runLoop(bus: bus) { self.exit != nil }
                 finish(exit)
             }
             vcpu.thread = t
             threads.append(t)
         }
+        for _ in 0..<(1 + vcpus.count) { prepared.wait() }
+        for _ in vcpus { go.signal() }
         // A stop requested before a thread existed must still reach it.
         if exit != nil { for vcpu in vcpus { vcpu.kick() } }
     }
