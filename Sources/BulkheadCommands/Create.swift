@@ -29,6 +29,7 @@ struct Create: ParsableCommand, GlobalOptionsCarrier {
 
     @OptionGroup var globals: GlobalOptions
     @OptionGroup var options: BundleCreateOptions
+    @OptionGroup var policy: PolicyOptions
     @Argument(help: "The container ID.") var id: String
 
     func run() throws {
@@ -37,7 +38,7 @@ struct Create: ParsableCommand, GlobalOptionsCarrier {
         _ = try RuntimeSupport.create(globals: globals, id: id, bundle: bundle, spec: spec, pidFile: options.pidFile,
                                       consoleSocket: options.consoleSocket, noPivot: options.noPivot,
                                       noNewKeyring: options.noNewKeyring, preserveFds: options.preserveFds,
-                                      foreground: false)
+                                      foreground: false, policy: policy)
     }
 }
 

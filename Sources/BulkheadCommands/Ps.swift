@@ -76,8 +76,9 @@ struct List: ParsableCommand, GlobalOptionsCarrier {
         case "json":
             try RuntimeSupport.printJSON(states, pretty: false)
         case "table":
-            let header = ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]
-            let rows = [header] + states.map { [$0.id, String($0.pid), $0.status, $0.bundle, $0.created, $0.owner] }
+            let header = ["ID", "PID", "STATUS", "TIER", "BUNDLE", "CREATED", "OWNER"]
+            let rows = [header] + states.map { [$0.id, String($0.pid), $0.status, $0.annotations["bulkhead.tier"] ?? "-",
+                                                $0.bundle, $0.created, $0.owner] }
             var widths = [Int](repeating: 0, count: header.count)
             for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
             for row in rows {

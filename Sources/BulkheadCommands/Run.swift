@@ -30,6 +30,7 @@ struct Run: ParsableCommand, GlobalOptionsCarrier {
 
     @OptionGroup var globals: GlobalOptions
     @OptionGroup var options: BundleCreateOptions
+    @OptionGroup var policy: PolicyOptions
     @Flag(name: [.short, .customLong("detach")], help: "Do not wait for the container.") var detach = false
     @Flag(name: .customLong("keep"), help: "runc form: do not delete the container after it exits.") var keep = false
     @Flag(name: .customLong("no-subreaper"), help: "runc form: accepted for runc compatibility.") var noSubreaper = false
@@ -96,7 +97,7 @@ struct Run: ParsableCommand, GlobalOptionsCarrier {
         let record = try RuntimeSupport.create(globals: globals, id: id, bundle: bundle, spec: spec, pidFile: options.pidFile,
                                                consoleSocket: consoleSocket, noPivot: options.noPivot,
                                                noNewKeyring: options.noNewKeyring, preserveFds: options.preserveFds,
-                                               foreground: !detach, extra: extra)
+                                               foreground: !detach, policy: policy, extra: extra)
         let backend = try RuntimeSupport.backend(named: record.backend)
         do {
             let directory = try RuntimeSupport.store(globals).open(id: id)

@@ -40,16 +40,25 @@ enum RuntimeSupport {
         return try Spec.decode(try fd.readAll(limit: 16 << 20, path: path), source: path)
     }
 
-    /// Creates a container from a bundle: state directory, record, backend create. On failure nothing is left.
-    static func create(globals: GlobalOptions, id: String, bundle: String, spec: Spec, pidFile: String?,
+    /// Creates a container from a bundle: the policy's decision first (before anything is built), then state
+    /// directory, record, backend create. On failure nothing is left.
+    static func create(globals: GlobalOptions, id: String, bundle: String, spec specAsGiven: Spec, pidFile: String?,
                        consoleSocket: String?, noPivot: Bool, noNewKeyring: Bool, preserveFds: Int,
-                       foreground: Bool, extra: [String: String]? = nil) throws -> ContainerRecord {
+                       foreground: Bool, policy: PolicyOptions, extra: [String: String]? = nil) throws -> ContainerRecord {
+        let decision = try PolicyAdmission.admit(policy, id: id, bundle: bundle)
+        let tier = decision.granted!.rawValue
+        var spec = specAsGiven
+        try PolicyAdmission.apply(decision, to: &spec)
         let store = store(globals)
         let directory = try store.create(id: id)
         let rootPath = spec.root?.path ?? "rootfs"
         let rootfs = rootPath.hasPrefix("/") ? rootPath : bundle + "/" + rootPath
-        var record = ContainerRecord(id: id, backend: "namespace", bundle: bundle, rootfs: rootfs,
-                                     created: Timestamp.now(), annotations: spec.annotations)
+        // The tier, and the rule that chose it, are part of the container's state (`state` shows them).
+        var annotations = spec.annotations ?? [:]
+        annotations["bulkhead.tier"] = tier
+        annotations["bulkhead.policy.rule"] = decision.rule
+        var record = ContainerRecord(id: id, backend: tier, bundle: bundle, rootfs: rootfs,
+                                     created: Timestamp.now(), annotations: annotations)
         record.extra = extra
         let backend = try backend(named: record.backend)
         do {
