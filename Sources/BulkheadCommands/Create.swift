@@ -104,6 +104,7 @@ struct Delete: ParsableCommand, GlobalOptionsCarrier {
         }
         let backend = try RuntimeSupport.backend(named: record.backend)
         try backend.delete(record, directory: directory, force: force)
+        try RuntimeSupport.releaseImageResources(record)
         try directory.remove()
     }
 }

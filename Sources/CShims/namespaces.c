@@ -117,6 +117,7 @@ int bh_set_winsize(int fd, unsigned short rows, unsigned short cols) {
 
 int bh_ioctl_int(int fd, unsigned long request, unsigned long arg) { return ioctl(fd, request, arg); }
 
+uint64_t bh_makedev(unsigned int major, unsigned int minor) { return makedev(major, minor); }
 unsigned int bh_major(uint64_t dev) { return major(dev); }
 unsigned int bh_minor(uint64_t dev) { return minor(dev); }
 

@@ -102,7 +102,10 @@ public final class VirtualMachine: @unchecked Sendable {
     private var threads: [pthread_t] = []
 
     /// Builds the VM (no guest code runs yet). `report` receives device complaints about the guest.
+    /// `beforeGuestMemoryIsWritten` runs after KVM set-up and before the kernel is loaded into guest RAM (the jail
+    /// uses it to finish moving the process into its memory cgroup, so every guest page is charged there).
     public init(_ configuration: VMConfiguration, kvmPath: String = "/dev/kvm",
+                beforeGuestMemoryIsWritten: () throws -> Void = {},
                 report: @escaping @Sendable (String) -> Void) throws {
         guard (1...64).contains(configuration.vcpus) else { throw KVMError("--vcpus must be 1…64, not \(configuration.vcpus)") }
         guard (32...(1 << 20)).contains(configuration.memoryMiB) else {
@@ -163,6 +166,7 @@ public final class VirtualMachine: @unchecked Sendable {
         self.transports = transports
 
         // Boot structures.
+        try beforeGuestMemoryIsWritten()
         kernel = try KernelLoader.load(kernelSource, into: memory)
         var line = configuration.commandLine
         if configuration.announceDevices { for t in transports { line += (line.isEmpty ? "" : " ") + t.commandLineDevice } }
@@ -241,11 +245,18 @@ public final class VirtualMachine: @unchecked Sendable {
     public var exit: VMExit? { exitState.value.withLock { $0 } }
 
     /// Starts the device I/O thread and one thread per vCPU. Each thread first calls `prepareThread(role)` (where
-    /// the jail installs that role's seccomp filter), so nothing runs KVM_RUN unconfined.
+    /// the jail installs that role's seccomp filter); no vCPU enters KVM_RUN before every thread of the VMM has
+    /// done so, so no guest instruction runs while any thread is still unconfined.
     public func start(prepareThread: @escaping @Sendable (ThreadRole) throws -> Void = { _ in }) throws {
-        let ready = Mutex(0)
+        let prepared = ThreadGate()   // one signal per thread, set-up done (or failed)
+        let go = ThreadGate()         // one signal per vCPU, once every thread is prepared
         let io = try spawnThread { [self] in
-            do { try prepareThread(.io) } catch { finish(.failed("io thread set-up: \(error)")); return }
+            do { try prepareThread(.io) } catch {
+                finish(.failed("io thread set-up: \(error)"))
+                prepared.signal()
+                return
+            }
+            prepared.signal()
             ioLoop()
         }
         threads.append(io)
@@ -255,14 +266,21 @@ public final class VirtualMachine: @unchecked Sendable {
                 sigemptyset(&set)
                 sigaddset(&set, vcpuKickSignal)
                 pthread_sigmask(SIG_UNBLOCK, &set, nil)
-                do { try prepareThread(.vcpu) } catch { finish(.failed("vcpu thread set-up: \(error)")); return }
-                ready.withLock { $0 += 1 }
+                do { try prepareThread(.vcpu) } catch {
+                    finish(.failed("vcpu thread set-up: \(error)"))
+                    prepared.signal()
+                    return
+                }
+                prepared.signal()
+                go.wait()
                 let exit = vcpu.runLoop(bus: bus) { self.exit != nil }
                 finish(exit)
             }
             vcpu.thread = t
             threads.append(t)
         }
+        for _ in 0..<(1 + vcpus.count) { prepared.wait() }
+        for _ in vcpus { go.signal() }
         // A stop requested before a thread existed must still reach it.
         if exit != nil { for vcpu in vcpus { vcpu.kick() } }
     }

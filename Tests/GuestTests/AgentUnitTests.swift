@@ -69,6 +69,8 @@ import Testing
     /// A symlink in the image pointing out of the root must not redirect a spec mount.
     @Test(.enabled(if: isRoot, "needs root to mount tmpfs"))
     func mountDestinationsStayInsideTheRoot() throws {
+        // Mount tables are read from /proc/thread-self: other suites in this test process unshare the mount
+        // namespace of their own worker threads, so the process-wide view need not be this thread's.
         let t = try TempDir("mounts")
         let root = t.path + "/root", outside = t.path + "/outside"
         try sh("mkdir -p \(root)/etc \(outside) && ln -s \(outside) \(root)/escape && ln -s ../../../../.. \(root)/up")
@@ -83,10 +85,10 @@ import Testing
             GuestMount(destination: "/data", type: "bind", source: "/srv", options: ["rbind"]),
         ], root: root)
         #expect(skipped == ["/data (bind)"])
-        #expect(try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8).contains(" \(root)/y "))
+        #expect(try String(contentsOfFile: "/proc/thread-self/mountinfo", encoding: .utf8).contains(" \(root)/y "))
         // Nothing appeared outside; the mounts landed below the root.
         #expect(try FileManager.default.contentsOfDirectory(atPath: outside).isEmpty)
-        let mounts = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)
+        let mounts = try String(contentsOfFile: "/proc/thread-self/mountinfo", encoding: .utf8)
         #expect(!mounts.contains(" \(outside)"))
         #expect(mounts.contains(" \(root)/dev "))
         // /dev got its device nodes.

@@ -21,8 +21,9 @@ enum Engines {
         for d in ["etc", "tmp", "proc", "sys", "dev", "root"] {
             try FileManager.default.createDirectory(atPath: path + "/" + d, withIntermediateDirectories: true)
         }
-        try FileManager.default.copyItem(atPath: TestEnv.busybox!, toPath: bin + "/busybox")
-        for applet in ["sh", "ls", "cat", "echo", "id", "hostname", "true", "false", "sleep", "env", "ps", "pwd"] {
+        // cp in its own process (see TestEnv.busyboxBundle).
+        try TestEnv.run(["/bin/cp", TestEnv.busybox!, bin + "/busybox"])
+        for applet in ["sh", "ls", "cat", "echo", "id", "hostname", "true", "false", "sleep", "env", "ps", "pwd", "tty", "wc"] {
             try FileManager.default.createSymbolicLink(atPath: bin + "/" + applet, withDestinationPath: "busybox")
         }
         try "root:x:0:0:root:/root:/bin/sh\n".write(toFile: path + "/etc/passwd", atomically: true, encoding: .utf8)

@@ -31,3 +31,19 @@ func spawnThread(_ body: @escaping @Sendable () -> Void) throws -> pthread_t {
 
 /// The signal that kicks a vCPU out of KVM_RUN.
 public let vcpuKickSignal: Int32 = SIGUSR1
+
+/// A counting semaphore (sem_t) for start-up ordering between VMM threads; waits retry EINTR.
+final class ThreadGate: @unchecked Sendable {
+    private let semaphore = UnsafeMutablePointer<sem_t>.allocate(capacity: 1)
+
+    init() { sem_init(semaphore, 0, 0) }
+
+    deinit {
+        sem_destroy(semaphore)
+        semaphore.deallocate()
+    }
+
+    func signal() { sem_post(semaphore) }
+
+    func wait() { while sem_wait(semaphore) != 0 && errno == EINTR {} }
+}
