@@ -23,8 +23,9 @@ struct Run: ParsableCommand, GlobalOptionsCarrier {
         let record = try RuntimeSupport.create(globals: globals, id: id, bundle: bundle, spec: spec, pidFile: options.pidFile,
                                                consoleSocket: options.consoleSocket, noPivot: options.noPivot,
                                                noNewKeyring: options.noNewKeyring, preserveFds: options.preserveFds,
-                                               foreground: !detach)
-        let backend = try RuntimeSupport.backend(named: record.backend)
+                                               foreground: !detach, isolation: options.isolation,
+                                               hypervisorURI: options.hypervisorURI)
+        let backend = try RuntimeSupport.backend(named: record.backend, globals: globals)
         do {
             let directory = try RuntimeSupport.store(globals).open(id: id)
             var r = try directory.load()

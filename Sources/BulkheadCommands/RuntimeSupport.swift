@@ -1,6 +1,7 @@
 import ArgumentParser
 import FoundationEssentials
 import LinuxOS
+import MicroVMBackend
 import NamespaceBackend
 import OCIRuntime
 import Runtime
@@ -12,10 +13,13 @@ import Glibc
 enum RuntimeSupport {
     static func store(_ globals: GlobalOptions) -> StateStore { StateStore(root: globals.root) }
 
-    /// The backend a container was created with (today only the namespace tier exists).
-    static func backend(named name: String) throws -> any Backend {
+    /// The backend a container was created with.
+    static func backend(named name: String, globals: GlobalOptions, hypervisorURI: String? = nil) throws -> any Backend {
         switch name {
         case "namespace": return NamespaceBackend()
+        case "microvm":
+            let uri = hypervisorURI ?? getenv("BULKHEAD_HYPERVISOR_URI").map { String(cString: $0) }
+            return MicroVMBackend(dataRoot: globals.dataRoot, hypervisorURI: uri?.isEmpty == false ? uri : nil)
         default: throw RuntimeError("container was created by backend \"\(name)\", which this build does not have")
         }
     }
@@ -42,15 +46,17 @@ enum RuntimeSupport {
     /// Creates a container from a bundle: state directory, record, backend create. On failure nothing is left.
     static func create(globals: GlobalOptions, id: String, bundle: String, spec: Spec, pidFile: String?,
                        consoleSocket: String?, noPivot: Bool, noNewKeyring: Bool, preserveFds: Int,
-                       foreground: Bool, extra: [String: String]? = nil) throws -> ContainerRecord {
+                       foreground: Bool, extra: [String: String]? = nil, isolation: String? = nil,
+                       hypervisorURI: String? = nil) throws -> ContainerRecord {
+        let tier = try tier(explicit: isolation, annotations: spec.annotations ?? [:])
         let store = store(globals)
         let directory = try store.create(id: id)
         let rootPath = spec.root?.path ?? "rootfs"
         let rootfs = rootPath.hasPrefix("/") ? rootPath : bundle + "/" + rootPath
-        var record = ContainerRecord(id: id, backend: "namespace", bundle: bundle, rootfs: rootfs,
+        var record = ContainerRecord(id: id, backend: tier, bundle: bundle, rootfs: rootfs,
                                      created: Timestamp.now(), annotations: spec.annotations)
         record.extra = extra
-        let backend = try backend(named: record.backend)
+        let backend = try backend(named: record.backend, globals: globals, hypervisorURI: hypervisorURI)
         do {
             try directory.save(record)
             let request = CreateRequest(id: id, bundle: bundle, spec: spec, pidFile: pidFile.map(absolute),
@@ -65,11 +71,26 @@ enum RuntimeSupport {
         return record
     }
 
+    /// The isolation tier of a new container: `--isolation`, else the `bulkhead.isolation` annotation, else the
+    /// namespace tier; the higher of the two wins (asking for more isolation is always allowed).
+    /// (The trust policy's decision is not consulted here yet.)
+    static func tier(explicit: String?, annotations: [String: String]) throws -> String {
+        var tiers: [String] = []
+        for (value, source) in [(explicit, "--isolation"), (annotations["bulkhead.isolation"], "annotation bulkhead.isolation")] {
+            guard let value else { continue }
+            guard value == "namespace" || value == "microvm" else {
+                throw RuntimeError("\(source)=\(value) is not a tier: use namespace or microvm")
+            }
+            tiers.append(value)
+        }
+        return tiers.contains("microvm") ? "microvm" : "namespace"
+    }
+
     /// Opens a container (locked) and its backend.
     static func open(_ globals: GlobalOptions, _ id: String) throws -> (ContainerDirectory, ContainerRecord, any Backend) {
         let directory = try store(globals).open(id: id)
         let record = try directory.load()
-        return (directory, record, try backend(named: record.backend))
+        return (directory, record, try backend(named: record.backend, globals: globals))
     }
 
     static func printJSON<T: Encodable>(_ value: T, pretty: Bool = true) throws {

@@ -9,10 +9,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-const int BH_CLONE_NEWNS = CLONE_NEWNS;
-
-int bh_unshare(int flags) { return unshare(flags); }
-int bh_pivot_root(const char *new_root, const char *put_old) { return (int)syscall(SYS_pivot_root, new_root, put_old); }
+// BH_CLONE_NEWNS, bh_unshare and bh_pivot_root are defined once, in namespaces.c (declared in both headers).
 
 int bh_capset_clear(void) {
     struct __user_cap_header_struct header = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
