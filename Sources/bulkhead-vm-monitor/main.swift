@@ -99,6 +99,16 @@ extension String {
 }
 struct Whitespace { static let whitespacesAndNewlines = Whitespace() }
 
+/// libvirt's event loop thread (libvirt needs one registered before a connection opens). Top-level functions,
+/// not closures: a closure written in main.swift's top-level code is main-actor isolated and would trap when
+/// libvirt calls it on another thread.
+func runVirtEventLoop(_: UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
+    while true { _ = virEventRunDefaultImpl() }
+}
+
+/// Errors are reported by the monitor itself (and logged to monitor.log), not printed by libvirt to stderr.
+func ignoreVirtError(_: UnsafeMutableRawPointer?, _: virErrorPtr?) {}
+
 // MARK: main
 
 guard CommandLine.arguments.count == 2 else {
@@ -124,12 +134,10 @@ do {
 
 // libvirt's own log goes to a file in the state directory, never to the container's stderr.
 setenv("LIBVIRT_LOG_OUTPUTS", "3:file:\(stateDirectory)/monitor.log", 1)
-virSetErrorFunc(nil) { _, _ in }
+virSetErrorFunc(nil, ignoreVirtError)
 virEventRegisterDefaultImpl()
 var eventThread = pthread_t()
-pthread_create(&eventThread, nil, { _ in
-    while true { _ = virEventRunDefaultImpl() }
-}, nil)
+pthread_create(&eventThread, nil, runVirtEventLoop, nil)
 
 var connection: virConnectPtr? = nil
 var domain: virDomainPtr? = nil
