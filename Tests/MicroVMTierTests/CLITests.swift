@@ -173,8 +173,10 @@ enum Tier {
         try Data(payload).write(to: URL(fileURLWithPath: input))
         let r = try Tier.run(s.globals + ["run", "--isolation", "microvm", "-b", s.bundle, "cat"], stdinFile: input)
         #expect(r.code == 0, "stderr: \(r.stderr)")
+        // Compared outside #expect: a failed == on two 10 MB collections makes Swift Testing diff them (minutes).
+        let identical = r.stdout == Data(payload)
         #expect(r.stdout.count == payload.count)
-        #expect(r.stdout == Data(payload))
+        #expect(identical, "stdout differs from stdin (\(r.stdout.count) bytes back)")
     }
 
     @Test(.enabled(if: Tier.ready, "\(Tier.missing ?? "")"), .timeLimit(.minutes(10)))
