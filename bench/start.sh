@@ -14,14 +14,25 @@ for tool in hyperfine jq busybox runc crun python3; do
 done
 [[ -x $BH ]] || { echo "bench/start.sh: $BH missing; run scripts/setup first" >&2; exit 1; }
 
+# crun 1.8 refuses a hybrid cgroup host ("cgroups in hybrid mode not supported"). On such a host the whole
+# benchmark runs in a private mount namespace whose /sys/fs/cgroup is the host's cgroup2 hierarchy, so all
+# three runtimes work on the same (v2) layout.
+if [[ -z ${BENCH_IN_NS:-} && $(stat -f -c %T /sys/fs/cgroup) != cgroup2fs && -d /sys/fs/cgroup/unified ]]; then
+  echo "bench: hybrid cgroup host: running in a private mount namespace with cgroup2 at /sys/fs/cgroup (for crun)"
+  exec env BENCH_IN_NS=1 unshare -m --propagation private sh -c \
+    'umount -l /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup && exec "$0" "$@"' "$0" "$@"
+fi
+
 work=$(mktemp -d /tmp/bulkhead-bench.XXXXXX)
-trap 'for r in bulkhead crun runc; do :; done; rm -rf "$work"' EXIT
+trap 'rm -rf "$work"' EXIT
 bundle=$work/bundle
 mkdir -p "$bundle/rootfs/bin" "$bundle/rootfs/proc" "$bundle/rootfs/dev" "$bundle/rootfs/sys"
 cp "$(command -v busybox)" "$bundle/rootfs/bin/busybox"
 ln -s busybox "$bundle/rootfs/bin/true"; ln -s busybox "$bundle/rootfs/bin/sh"
 (cd "$bundle" && runc spec)
-jq '.process.terminal=false | .process.args=["/bin/true"]' "$bundle/config.json" > "$bundle/c" && mv "$bundle/c" "$bundle/config.json"
+# No linux.resources: crun loads an eBPF device program for it and needs to raise RLIMIT_MEMLOCK, which this
+# sandbox refuses; without it all three do the same work (no limits).
+jq '.process.terminal=false | .process.args=["/bin/true"] | del(.linux.resources)' "$bundle/config.json" > "$bundle/c" && mv "$bundle/c" "$bundle/config.json"
 
 declare -A bin=([bulkhead]=$BH [crun]=$(command -v crun) [runc]=$(command -v runc))
 runtimes=(bulkhead crun runc)

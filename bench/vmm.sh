@@ -62,10 +62,18 @@ def one(cmd):
     except subprocess.TimeoutExpired: p.kill(); p.wait()
     return first, rss, anon
 
+def baseline():
+    """exec → exit of `bulkhead --version`: what starting the binary costs before any VMM work."""
+    t0 = time.perf_counter()
+    subprocess.run([bulkhead, "--version"], stdout=subprocess.DEVNULL, check=True)
+    return (time.perf_counter() - t0) * 1000
+
 results = {name: [] for name in monitors}
+base = []
 for i in range(runs):  # interleaved, so load changes hit every monitor alike
     for name, cmd in monitors.items():
         results[name].append(one(cmd))
+    base.append(baseline())
 
 print(f"guest: {os.path.basename(guest)} ({mem} MiB RAM, 1 vCPU), {runs} runs each, interleaved; host load {os.getloadavg()[0]:.1f}")
 print(f"{'monitor':30} {'exec→first UART byte (ms)':>26} {'overhead RSS (MiB)':>19} {'of it anonymous (MiB)':>22}")
@@ -75,6 +83,7 @@ for name, rows in results.items():
     a = statistics.median(r[2] for r in rows) / 1024
     med[name] = (t, m, a)
     print(f"{name:30} {t:26.1f} {m:19.2f} {a:22.2f}")
+print(f"{'(bulkhead --version: exec→exit)':30} {statistics.median(base):26.1f}")
 q = med["qemu -M microvm -accel kvm"]
 for name in monitors:
     if name.startswith("bulkhead"):

@@ -109,6 +109,7 @@ struct Delete: ParsableCommand, GlobalOptionsCarrier {
         }
         let backend = try RuntimeSupport.backend(named: record.backend, globals: globals)
         try backend.delete(record, directory: directory, force: force)
+        try RuntimeSupport.releaseImageResources(record)
         try directory.remove()
     }
 }

@@ -3,6 +3,7 @@ import FoundationEssentials
 import LinuxOS
 import MicroVMBackend
 import NamespaceBackend
+import OCIImage
 import OCIRuntime
 import Runtime
 #if canImport(Glibc)
@@ -131,5 +132,55 @@ struct InitPlaceholder: ParsableCommand {
                                                     shouldDisplay: false)
     func run() throws {
         throw RuntimeError("bulkhead init is run by the runtime itself inside a new container; it is not a command to call")
+    }
+}
+
+extension RuntimeSupport {
+    /// Deletes a container (backend resources, image rootfs of an image-form container, state directory).
+    static func deleteContainer(_ globals: GlobalOptions, id: String, force: Bool) throws {
+        let directory = try store(globals).open(id: id)
+        let record = try directory.load()
+        let backend = try backend(named: record.backend, globals: globals)
+        try backend.delete(record, directory: directory, force: force)
+        try releaseImageResources(record)
+        try directory.remove()
+    }
+
+    /// An image-form container's rootfs (overlay) and generated bundle go with it.
+    static func releaseImageResources(_ record: ContainerRecord) throws {
+        guard let dataRoot = record.extra?["dataRoot"] else { return }
+        try ImageStore(dataRoot: dataRoot).releaseRootfs(containerID: record.id)
+        removeBundle(dataRoot: dataRoot, id: record.id)
+    }
+
+    static func bundlePath(dataRoot: String, id: String) -> String { dataRoot + "/bundles/" + id }
+
+    /// Writes the config.json of an image-form container to `<data-root>/bundles/<id>/`.
+    static func writeImageBundle(_ globals: GlobalOptions, id: String, spec: Spec) throws -> String {
+        let path = bundlePath(dataRoot: globals.dataRoot, id: id)
+        for dir in [globals.dataRoot + "/bundles", path] where Glibc.mkdir(dir, 0o700) != 0 && errno != EEXIST {
+            throw SystemError(operation: "mkdir", path: dir, errno: errno)
+        }
+        let fd = try FileDescriptor.open(path + "/config.json", O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
+        try fd.writeAll(try spec.encoded(), path: path + "/config.json")
+        return path
+    }
+
+    static func removeImageBundle(_ globals: GlobalOptions, id: String) {
+        removeBundle(dataRoot: globals.dataRoot, id: id)
+    }
+
+    static func removeBundle(dataRoot: String, id: String) {
+        guard let dir = try? FileDescriptor.open(dataRoot + "/bundles", O_RDONLY | O_DIRECTORY) else { return }
+        try? dir.removeTree(id)
+    }
+
+    /// 16 random hex digits.
+    static func randomID() -> String {
+        var bytes = [UInt8](repeating: 0, count: 8)
+        if let fd = try? FileDescriptor.open("/dev/urandom", O_RDONLY) {
+            _ = bytes.withUnsafeMutableBytes { try? fd.read(into: $0) }
+        }
+        return bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
     }
 }

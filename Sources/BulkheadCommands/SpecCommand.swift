@@ -1,5 +1,6 @@
 import ArgumentParser
 import LinuxOS
+import OCIImage
 import OCIRuntime
 import Runtime
 #if canImport(Glibc)
@@ -11,8 +12,22 @@ struct SpecCommand: ParsableCommand, GlobalOptionsCarrier {
     static let configuration = CommandConfiguration(commandName: "spec", abstract: "Create a default config.json.")
     @OptionGroup var globals: GlobalOptions
     @Option(name: [.short, .customLong("bundle")], help: "Directory to write config.json into.") var bundle: String = "."
+    @Option(name: .customLong("image"), help: "Print (to stdout) the config.json `bulkhead run IMAGE` would use.") var image: String?
 
     func run() throws {
+        if let image {
+            // The user is resolved through the image's own /etc/passwd: mount its rootfs briefly.
+            let store = try ImageStore(dataRoot: globals.dataRoot)
+            let stored = try store.resolve(image)
+            let id = "spec-" + RuntimeSupport.randomID()
+            let rootfs = try store.prepareRootfs(image: stored, containerID: id)
+            defer { try? store.releaseRootfs(containerID: id) }
+            let dir = try FileDescriptor.open(rootfs, O_RDONLY | O_DIRECTORY)
+            let spec = try ImageSpecBuilder.build(image: stored.config, overrides: ImageRunOverrides(), rootfs: "rootfs",
+                                                  rootfsDirectory: dir, containerID: RuntimeSupport.randomID())
+            print(String(decoding: try spec.encoded(), as: UTF8.self))
+            return
+        }
         let dir = try FileDescriptor.open(bundle, O_RDONLY | O_DIRECTORY)
         if dir.exists("config.json") {
             throw RuntimeError("\(bundle)/config.json already exists: remove it first (spec does not overwrite)")

@@ -88,17 +88,22 @@ struct VMRun: ParsableCommand, GlobalOptionsCarrier {
         sigdelset(&mask, vcpuKickSignal)
         let signals = FileDescriptor(adopting: try sys("signalfd") { signalfd(-1, &mask, Int32(SFD_CLOEXEC)) })
 
+        // The cgroup move runs beside the KVM set-up and completes before guest memory is written.
+        let pending = noJail ? nil : try VMJail.begin(guestMemoryBytes: UInt64(max(memory, 0)) << 20)
         var jail: VMJail? = nil
-        if !noJail {
-            do { jail = try VMJail.enter(guestMemoryBytes: UInt64(max(memory, 0)) << 20) } catch {
+        defer { jail?.leave() } // also when set-up fails: no cgroup is left behind
+        func joinCgroup() throws {
+            guard let pending, jail == nil else { return }
+            do { jail = try pending.finish() } catch {
                 throw VMRunError("cannot move the VMM into its cgroup: \(error) (run as root, or pass --no-jail to debug)")
             }
         }
-        defer { jail?.leave() } // also when set-up fails: no cgroup is left behind
         let machine: VirtualMachine
         do {
-            machine = try VirtualMachine(configuration) { message in log.warning("\(message)") }
+            machine = try VirtualMachine(configuration, beforeGuestMemoryIsWritten: joinCgroup) { message in log.warning("\(message)") }
         } catch {
+            try? joinCgroup()
+            if let e = error as? VMRunError { throw e }
             throw VMRunError("cannot start the VM: \(error)")
         }
         log.debug("kernel \(machine.kernel.format.rawValue) entry 0x\(String(machine.kernel.entry, radix: 16)); cmdline \(machine.commandLine)")

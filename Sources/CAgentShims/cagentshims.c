@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/reboot.h>
 #include <sys/resource.h>
@@ -155,4 +156,14 @@ int bh_agent_read_signal(int fd) {
     struct signalfd_siginfo info;
     ssize_t n = read(fd, &info, sizeof info);
     return n == (ssize_t)sizeof info ? (int)info.ssi_signo : 0;
+}
+
+/* Runs before the Swift runtime's own initialisers (priority 101 sorts first in .init_array). As PID 1 of
+ * the initramfs nothing is mounted yet, and the runtime's backtracer looks for its own path and for the
+ * swift-backtrace helper at start-up, which fails there ("Unable to obtain Swift runtime path") and kills
+ * init. So: mount /proc first, and switch the backtracer off for the agent (it has no helper to run). */
+__attribute__((constructor(101))) static void bh_agent_early_init(void) {
+    if (getpid() != 1) return;
+    setenv("SWIFT_BACKTRACE", "enable=no", 1);
+    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
 }

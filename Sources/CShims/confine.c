@@ -9,7 +9,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-// BH_CLONE_NEWNS, bh_unshare and bh_pivot_root are defined once, in namespaces.c (declared in both headers).
+// BH_CLONE_NEWNS, bh_unshare and bh_pivot_root are defined once, in namespaces.c (shared with the namespace tier).
 
 int bh_capset_clear(void) {
     struct __user_cap_header_struct header = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };

@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 int bh_syncfs(int fd) { return syncfs(fd); }
-// bh_makedev is defined once, in namespaces.c.
 
 int bh_utimensat(int dirfd, const char *path, int64_t asec, int64_t ansec, int64_t msec, int64_t mnsec, int flags) {
     struct timespec ts[2] = { { .tv_sec = asec, .tv_nsec = ansec }, { .tv_sec = msec, .tv_nsec = mnsec } };

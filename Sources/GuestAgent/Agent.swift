@@ -24,7 +24,7 @@ final class WorkloadProcess {
     /// Bytes from the host not yet written to the process (bounded by the agent).
     var stdinPending: [UInt8] = []
     var stdinCloseRequested = false
-    var status: ExitStatus?
+    var status: GuestExitStatus?
     var exitedAtMs: Int64 = 0
 
     init(id: UInt32, pid: pid_t, terminal: Bool, stdin: OwnedFD?, stdout: OwnedFD?, stderr: OwnedFD?) {
@@ -110,7 +110,7 @@ public final class Agent {
 
     /// Runs until the VM should end; returns whether the host asked for (or agreed to) the power-off.
     public func run() {
-        send(.hello(minVersion: GuestProtocol.minimumVersion, maxVersion: GuestProtocol.version, software: Agent.software()))
+        send(.hello(minVersion: GuestFrame.minimumVersion, maxVersion: GuestFrame.version, software: Agent.software()))
         var chunk = [UInt8](repeating: 0, count: limits.maxDataChunk)
         while true {
             if shuttingDown, Agent.nowMs() >= shutdownDeadlineMs { return }
@@ -210,7 +210,7 @@ public final class Agent {
                 return true
             }
             do {
-                let version = try negotiateVersion(local: GuestProtocol.minimumVersion...GuestProtocol.version, remoteMin: lo, remoteMax: hi)
+                let version = try negotiateVersion(local: GuestFrame.minimumVersion...GuestFrame.version, remoteMin: lo, remoteMax: hi)
                 helloDone = true
                 AgentLog.info("host \(software) speaks protocol \(version)")
             } catch {
@@ -273,6 +273,10 @@ public final class Agent {
         do {
             let skipped = try Boot.applyMounts(parsed.mounts ?? GuestMount.defaults, root: rootPath)
             if !skipped.isEmpty { AgentLog.info("mounts not applied in the guest: \(skipped.joined(separator: ", "))") }
+            if parsed.root?.readonly == true {
+                // After the mount points exist: the overlay's mount becomes read-only (submounts keep theirs).
+                try Mount.mount(source: nil, target: rootPath, type: nil, flags: UInt(MS_BIND | MS_REMOUNT | MS_RDONLY), data: nil)
+            }
             if let hostname = parsed.hostname, !hostname.isEmpty, hostname.utf8.count <= 64 {
                 _ = hostname.withCString { sethostname($0, strlen($0)) }
             }

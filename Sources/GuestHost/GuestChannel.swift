@@ -128,9 +128,9 @@ public final class GuestChannel {
             throw Failure("the guest agent did not say hello within \(timeoutMs) ms; see the VM's console log")
         }
         guard case let .hello(lo, hi, software) = first else { throw Failure("the guest agent's first message was \(first.type), not hello") }
-        version = try negotiateVersion(local: GuestProtocol.minimumVersion...GuestProtocol.version, remoteMin: lo, remoteMax: hi)
+        version = try negotiateVersion(local: GuestFrame.minimumVersion...GuestFrame.version, remoteMin: lo, remoteMax: hi)
         agentSoftware = software
-        try send(.hello(minVersion: GuestProtocol.minimumVersion, maxVersion: GuestProtocol.version, software: "bulkhead host"))
+        try send(.hello(minVersion: GuestFrame.minimumVersion, maxVersion: GuestFrame.version, software: "bulkhead host"))
     }
 
     /// Waits for a message matching `match`, handing every other message to `other`.
@@ -161,7 +161,7 @@ public final class GuestChannel {
 public struct GuestProcessOutcome: Sendable, Equatable {
     public var stdout: [UInt8] = []
     public var stderr: [UInt8] = []
-    public var status: ExitStatus?
+    public var status: GuestExitStatus?
     public var pid: Int32?
     public var error: String?
     public var stdoutClosed = false

@@ -4,7 +4,7 @@ public struct FrameEncoder: Sendable {
     public let limits: GuestProtocolLimits
     public let version: UInt8
 
-    public init(limits: GuestProtocolLimits = .default, version: UInt8 = GuestProtocol.version) {
+    public init(limits: GuestProtocolLimits = .default, version: UInt8 = GuestFrame.version) {
         self.limits = limits
         self.version = version
     }
@@ -47,8 +47,8 @@ public struct FrameEncoder: Sendable {
         guard w.bytes.count <= limits.maxPayload else {
             throw GuestProtocolError.payloadTooLarge(length: w.bytes.count, limit: limits.maxPayload)
         }
-        var frame: [UInt8] = [GuestProtocol.magic.0, GuestProtocol.magic.1, version, message.type.rawValue]
-        frame.reserveCapacity(GuestProtocol.headerSize + w.bytes.count)
+        var frame: [UInt8] = [GuestFrame.magic.0, GuestFrame.magic.1, version, message.type.rawValue]
+        frame.reserveCapacity(GuestFrame.headerSize + w.bytes.count)
         let n = UInt32(w.bytes.count)
         frame += [UInt8(n >> 24), UInt8((n >> 16) & 0xff), UInt8((n >> 8) & 0xff), UInt8(n & 0xff)]
         frame += w.bytes
@@ -70,7 +70,7 @@ public struct FrameDecoder: Sendable {
     private var failure: GuestProtocolError?
 
     public init(limits: GuestProtocolLimits = .default,
-                acceptedVersions: ClosedRange<UInt8> = GuestProtocol.minimumVersion...GuestProtocol.version) {
+                acceptedVersions: ClosedRange<UInt8> = GuestFrame.minimumVersion...GuestFrame.version) {
         self.limits = limits
         self.acceptedVersions = acceptedVersions
     }
@@ -110,10 +110,10 @@ public struct FrameDecoder: Sendable {
     private mutating func decodeNext() throws -> Message? {
         let available = buffer.count - start
         // Check what we have of the header as soon as it arrives, so garbage is refused early.
-        if available >= 1, buffer[start] != GuestProtocol.magic.0 {
+        if available >= 1, buffer[start] != GuestFrame.magic.0 {
             throw GuestProtocolError.badMagic(buffer[start], available >= 2 ? buffer[start + 1] : 0)
         }
-        if available >= 2, buffer[start + 1] != GuestProtocol.magic.1 {
+        if available >= 2, buffer[start + 1] != GuestFrame.magic.1 {
             throw GuestProtocolError.badMagic(buffer[start], buffer[start + 1])
         }
         if available >= 3, !acceptedVersions.contains(buffer[start + 2]) {
@@ -122,12 +122,12 @@ public struct FrameDecoder: Sendable {
         if available >= 4, MessageType(rawValue: buffer[start + 3]) == nil {
             throw GuestProtocolError.unknownMessageType(buffer[start + 3])
         }
-        guard available >= GuestProtocol.headerSize else { return nil }
+        guard available >= GuestFrame.headerSize else { return nil }
         let length = Int(buffer[start + 4]) << 24 | Int(buffer[start + 5]) << 16 | Int(buffer[start + 6]) << 8 | Int(buffer[start + 7])
         guard length <= limits.maxPayload else { throw GuestProtocolError.payloadTooLarge(length: length, limit: limits.maxPayload) }
-        guard available >= GuestProtocol.headerSize + length else { return nil }
+        guard available >= GuestFrame.headerSize + length else { return nil }
         let type = MessageType(rawValue: buffer[start + 3])!
-        let payloadStart = start + GuestProtocol.headerSize
+        let payloadStart = start + GuestFrame.headerSize
         let message = try buffer.withUnsafeBufferPointer { all in
             var r = FieldReader(UnsafeBufferPointer(rebasing: all[payloadStart..<(payloadStart + length)]), limits: limits)
             let message = try Self.decodePayload(type, &r)
@@ -137,7 +137,7 @@ public struct FrameDecoder: Sendable {
         start = payloadStart + length
         // Compact once the consumed prefix dominates, keeping appends amortised O(1).
         if start == buffer.count {
-            buffer.removeAll(keepingCapacity: buffer.capacity <= 2 * (limits.maxPayload + GuestProtocol.headerSize))
+            buffer.removeAll(keepingCapacity: buffer.capacity <= 2 * (limits.maxPayload + GuestFrame.headerSize))
             start = 0
         } else if start > 65536, start * 2 > buffer.count {
             buffer.removeFirst(start)

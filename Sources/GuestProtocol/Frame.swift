@@ -14,7 +14,7 @@
 /// allocated, unknown types and versions are refused, and a frame must be consumed exactly by its
 /// message's fields (no trailing bytes). After any error the byte stream cannot be resynchronised,
 /// so the decoder stays failed and the connection must be dropped.
-public enum GuestProtocol {
+public enum GuestFrame {
     /// The frame magic, "BH".
     public static let magic: (UInt8, UInt8) = (0x42, 0x48)
     /// The protocol version this build speaks (frames carry it; hello negotiates it).
@@ -68,7 +68,7 @@ public enum GuestProtocolError: Error, Equatable, Sendable, CustomStringConverti
         case let .badMagic(a, b):
             return "guest protocol: bad frame magic 0x\(String(a, radix: 16)) 0x\(String(b, radix: 16)) (expected \"BH\"); the peer is not a Bulkhead agent or the stream is out of step — drop the connection"
         case let .unsupportedVersion(v):
-            return "guest protocol: frame version \(v) is not spoken here (\(GuestProtocol.minimumVersion)...\(GuestProtocol.version)); rebuild the guest initramfs with this bulkhead"
+            return "guest protocol: frame version \(v) is not spoken here (\(GuestFrame.minimumVersion)...\(GuestFrame.version)); rebuild the guest initramfs with this bulkhead"
         case let .unknownMessageType(t):
             return "guest protocol: unknown message type \(t); host and agent builds differ — rebuild the initramfs"
         case let .payloadTooLarge(length, limit):

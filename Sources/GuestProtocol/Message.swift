@@ -23,7 +23,7 @@ public enum ProcessStream: UInt8, Sendable {
 }
 
 /// How a process ended.
-public enum ExitStatus: Equatable, Sendable {
+public enum GuestExitStatus: Equatable, Sendable {
     /// exit(2) with this code.
     case exited(Int32)
     /// Killed by this signal.
@@ -67,7 +67,7 @@ public enum Message: Equatable, Sendable {
     /// H→G: the terminal's size changed.
     case windowSize(process: UInt32, rows: UInt16, columns: UInt16)
     /// G→H: the process ended. Sent after the end-of-stream chunks of its output.
-    case exited(process: UInt32, status: ExitStatus)
+    case exited(process: UInt32, status: GuestExitStatus)
     /// G→H (or H→G): a request failed. `process` names the process it concerns (or `UInt32.max`).
     case error(process: UInt32, message: String)
     /// H→G: stop everything and power the VM off. G→H: the agent is about to power off.

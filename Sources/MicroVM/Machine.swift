@@ -102,7 +102,10 @@ public final class VirtualMachine: @unchecked Sendable {
     private var threads: [pthread_t] = []
 
     /// Builds the VM (no guest code runs yet). `report` receives device complaints about the guest.
+    /// `beforeGuestMemoryIsWritten` runs after KVM set-up and before the kernel is loaded into guest RAM (the jail
+    /// uses it to finish moving the process into its memory cgroup, so every guest page is charged there).
     public init(_ configuration: VMConfiguration, kvmPath: String = "/dev/kvm",
+                beforeGuestMemoryIsWritten: () throws -> Void = {},
                 report: @escaping @Sendable (String) -> Void) throws {
         guard (1...64).contains(configuration.vcpus) else { throw KVMError("--vcpus must be 1…64, not \(configuration.vcpus)") }
         guard (32...(1 << 20)).contains(configuration.memoryMiB) else {
@@ -163,6 +166,7 @@ public final class VirtualMachine: @unchecked Sendable {
         self.transports = transports
 
         // Boot structures.
+        try beforeGuestMemoryIsWritten()
         kernel = try KernelLoader.load(kernelSource, into: memory)
         var line = configuration.commandLine
         if configuration.announceDevices { for t in transports { line += (line.isEmpty ? "" : " ") + t.commandLineDevice } }

@@ -57,10 +57,16 @@ public struct MicroVMBackend: Backend {
             try MicroVMPaths.makeDirectories(containerData)
             let kernelDir = try MicroVMPaths.kernelDirectory()
             let initramfs = try Self.initramfs(cache: vmRoot + "/initramfs")
+            // Image form: one shared image per manifest digest, from the merged layers (the container's overlay).
             // Bundle form: a per-container image of the bundle's rootfs (hashing the whole tree to share it would
-            // cost about as much as building it; image-form containers would key by the manifest digest).
-            let image = try RootfsImageStore(directory: containerData).image(
-                digest: "sha256:" + String(repeating: "0", count: 64), source: record.rootfs)
+            // cost about as much as building it).
+            let image: RootfsImage
+            if let digest = record.extra?["imageDigest"], digest.hasPrefix("sha256:") {
+                image = try RootfsImageStore(directory: vmRoot + "/images").image(digest: digest, source: record.rootfs)
+            } else {
+                image = try RootfsImageStore(directory: containerData).image(
+                    digest: "sha256:" + String(repeating: "0", count: 64), source: record.rootfs)
+            }
             let probe = HypervisorProbe.load(dataRoot: dataRoot)
             var uri = hypervisorURI ?? ""
             var embedRoot: String? = nil

@@ -40,7 +40,10 @@ final class SnapshotWriter {
 
     func apply(entry: OpaquePointer, archive: OpaquePointer) throws {
         guard let rawPath = archive_entry_pathname(entry) else { throw hostile("<unnamed>", "the entry has no name") }
-        let path = String(cString: rawPath)
+        // Names are handled as Swift strings; a name that is not UTF-8 would be silently altered, so it is refused.
+        guard let path = String(validatingCString: rawPath) else {
+            throw ImageError.badLayer(layer: layer, problem: "entry \"\(String(cString: rawPath))\" has a name that is not valid UTF-8, which Bulkhead does not support yet")
+        }
         do {
             try applyChecked(entry: entry, archive: archive, path: path)
         } catch let error as SystemError {
@@ -80,7 +83,9 @@ final class SnapshotWriter {
         let parent = try openParent(components, path: path)
 
         if let hardlink {
-            let targetText = String(cString: hardlink)
+            guard let targetText = String(validatingCString: hardlink) else {
+                throw ImageError.badLayer(layer: layer, problem: "entry \"\(path)\": hard link target is not valid UTF-8, which Bulkhead does not support yet")
+            }
             var target = try split(targetText)
             guard let targetName = target.popLast() else { throw hostile(path, "hard link to the layer root") }
             let targetParent: Int32

@@ -75,8 +75,9 @@ public struct PolicyGate: Sendable {
         if st.st_uid != 0 {
             return "refusing \(what): it is owned by uid \(st.st_uid), not root, so that user could rewrite the policy; `chown root:root` it"
         }
-        if st.st_mode & S_IWGRP != 0 && st.st_gid != 0 {
-            return "refusing \(what): it is writable by group \(st.st_gid); `chmod g-w` it"
+        if st.st_mode & S_IWGRP != 0 {
+            // Even group root: its members need not be root.
+            return "refusing \(what): it is writable by group \(st.st_gid), whose members need not be root; `chmod g-w` it"
         }
         if st.st_mode & S_IWOTH != 0 {
             return "refusing \(what): it is writable by everyone (mode \(String(st.st_mode & 0o7777, radix: 8))); `chmod o-w` it"

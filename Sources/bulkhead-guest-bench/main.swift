@@ -97,6 +97,8 @@ func agentRound(kernel: String, round: Int) -> Sample {
             return nil
         }
         _ = try channel.collect([0], timeoutMs: 30_000)
+        // The agent announces its power-off and waits for the host's go-ahead (the backend's behaviour).
+        try? channel.send(.shutdown)
         p.waitUntilExit()
         return Sample(firstOutput: first, exit: nowMs() - start)
     } catch {

@@ -195,7 +195,7 @@ do {
 
 var started = false
 var stdinOpen = true
-var status: ExitStatus? = nil
+var status: GuestExitStatus? = nil
 var stdoutClosed = false, stderrClosed = false
 var vmGone = false
 var input = [UInt8](repeating: 0, count: 1 << 16)

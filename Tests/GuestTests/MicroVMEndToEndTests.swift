@@ -76,7 +76,7 @@ final class TestVM {
 
 func specJSON(_ args: [String], terminal: Bool = false) -> [UInt8] {
     let quoted = args.map { "\"\($0)\"" }.joined(separator: ",")
-    return Array(#"{"ociVersion":"1.0.2","hostname":"guest","root":{"path":"rootfs"},"process":{"terminal":\#(terminal),"args":[\#(quoted)],"env":["PATH=/bin","HOME=/"],"cwd":"/"}}"#.utf8)
+    return Array(#"{"ociVersion":"1.0.2","hostname":"guest","root":{"path":"rootfs","readonly":true},"process":{"terminal":\#(terminal),"args":[\#(quoted)],"env":["PATH=/bin","HOME=/"],"cwd":"/"}}"#.utf8)
 }
 
 func processJSON(_ args: [String], terminal: Bool = false) -> [UInt8] {
@@ -87,7 +87,7 @@ func processJSON(_ args: [String], terminal: Bool = false) -> [UInt8] {
 
 @Suite(.serialized) struct MicroVMEndToEnd {
     /// Boots a real VM (QEMU TCG), runs `cat` as the container's process with exec'd `uname -r` and
-    /// `sh -c 'exit 3'` beside it, pipes 4 MiB through cat, and checks the VM powers itself off after.
+    /// `sh -c 'exit 3'` beside it, pipes 10 MiB through cat, and checks the VM powers itself off after.
     @Test(.enabled(if: GuestFixture.ready, "\(GuestFixture.missing ?? "")"), .timeLimit(.minutes(5)))
     func runsProcessesInTheGuestAndPowersOff() throws {
         let vm = try TestVM(tag: "e2e")
@@ -113,22 +113,37 @@ func processJSON(_ args: [String], terminal: Bool = false) -> [UInt8] {
             _ = try ch.wait(timeoutMs: 30_000, for: "started 4") { if case .started(4, _) = $0 { return true } else { return nil } }
             try ch.send(.signal(process: 4, signal: 15))
             try ch.send(.exec(process: 5, spec: processJSON(["sh", "-c", "stty size; read line; stty size; exit 7"], terminal: true)))
-            _ = try ch.wait(timeoutMs: 30_000, for: "started 5") { if case .started(5, _) = $0 { return true } else { return nil } }
+            // The first `stty size` shows the spec's consoleSize; then resize, and the second shows the new size.
+            var early: [UInt8] = []
+            var sleeper: GuestExitStatus?
+            _ = try ch.wait(timeoutMs: 30_000, for: "the terminal's first line", other: { message in
+                if case let .exited(4, status) = message { sleeper = status }
+            }) { message -> Bool? in
+                if case let .output(5, .stdout, data) = message { early += data }
+                return String(decoding: early, as: UTF8.self).contains("\n") ? true : nil
+            }
             try ch.send(.windowSize(process: 5, rows: 40, columns: 120))
             try ch.queueStdin(process: 5, Array("go\n".utf8))
-            let more = try ch.collect([4, 5], timeoutMs: 60_000)
-            #expect(more[4]!.status == .signaled(15))
+            let more = try ch.collect(sleeper == nil ? [4, 5] : [5], timeoutMs: 60_000)
+            #expect((sleeper ?? more[4]?.status) == .signaled(15))
             #expect(more[5]!.status == .exited(7))
-            let tty = String(decoding: more[5]!.stdout, as: UTF8.self)
-            #expect(tty.contains("33 101\r\n") && tty.contains("40 120\r\n"), "terminal output: \(tty.debugDescription)")
+            let tty = String(decoding: early + more[5]!.stdout, as: UTF8.self)
+            #expect(tty.hasPrefix("33 101\r\n") && tty.hasSuffix("40 120\r\n"), "terminal output: \(tty.debugDescription)")
             // The guest sees its own processes only: the agent as PID 1 and the container's.
             try ch.send(.exec(process: 6, spec: processJSON(["sh", "-c", "cat /proc/1/comm; ls /proc | grep -c '^[0-9]'"])))
             let ps = try ch.collect([6], timeoutMs: 30_000)
             let lines = String(decoding: ps[6]!.stdout, as: UTF8.self).split(separator: "\n")
             #expect(lines.first == "init")
             #expect((lines.last.flatMap { Int($0) } ?? 999) < 100)
-            // 4 MiB through stdin → cat → stdout, byte for byte.
-            var payload = [UInt8](repeating: 0, count: 4 << 20)
+            // root.readonly: the container's root cannot be written; its tmpfs mounts (/dev/shm) can.
+            try ch.send(.exec(process: 7, spec: processJSON(["sh", "-c", "echo x > /newfile"])))
+            try ch.send(.exec(process: 8, spec: processJSON(["sh", "-c", "echo x > /dev/shm/f && cat /dev/shm/f"])))
+            let ro = try ch.collect([7, 8], timeoutMs: 30_000)
+            #expect(ro[7]!.status != .exited(0))
+            #expect(String(decoding: ro[7]!.stderr, as: UTF8.self).contains("Read-only file system"))
+            #expect(ro[8]!.status == .exited(0) && ro[8]!.stdout == Array("x\n".utf8))
+            // 10 MiB through stdin → cat → stdout, byte for byte.
+            var payload = [UInt8](repeating: 0, count: 10 << 20)
             for i in payload.indices { payload[i] = UInt8(truncatingIfNeeded: i &* 2654435761 >> 7) }
             try ch.queueStdin(process: 0, payload)
             try ch.send(.closeStdin(process: 0))

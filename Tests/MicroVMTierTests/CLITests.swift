@@ -140,10 +140,14 @@ enum Tier {
 }
 
 @Suite(.serialized) struct MicroVMTierCLITests {
+    /// Image form: `bulkhead run --isolation microvm IMAGE uname -r` prints the guest kernel's release.
     @Test(.enabled(if: Tier.ready, "\(Tier.missing ?? "")"), .timeLimit(.minutes(10)))
-    func runPrintsTheGuestKernelRelease() throws {
-        let s = try Tier.Scratch("uname", args: ["uname", "-r"])
-        let r = try Tier.run(s.globals + ["run", "--isolation", "microvm", "-b", s.bundle, "uname"])
+    func runOfAnImagePrintsTheGuestKernelRelease() throws {
+        let s = try Tier.Scratch("uname", args: ["true"])
+        let archive = s.dir + "/busybox.oci.tar"
+        #expect(try Tier.runShell("\(Tier.packageRoot)/scripts/make-busybox-image \(archive) >/dev/null 2>&1") == 0, "make-busybox-image failed")
+        #expect(try Tier.run(s.globals + ["image", "import", archive, "--name", "bb"]).code == 0)
+        let r = try Tier.run(s.globals + ["run", "--rm", "--isolation", "microvm", "--name", "uname", "bb", "uname", "-r"])
         let release = try String(contentsOfFile: Tier.kernelDirectory! + "/release", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(r.code == 0, "stderr: \(r.stderr)")
         #expect(r.text == release + "\n")
@@ -151,7 +155,9 @@ enum Tier {
         uname(&host)
         let hostRelease = withUnsafeBytes(of: &host.release) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
         #expect(!r.text.contains(hostRelease), "the guest must not report the host's kernel")
-        // Nothing left behind by a foreground run.
+        // The rootfs image is shared per manifest digest; nothing of the container is left behind by --rm.
+        let images = (try? FileManager.default.contentsOfDirectory(atPath: s.dataRoot + "/microvm/images")) ?? []
+        #expect(images.contains { $0.hasPrefix("sha256-") && $0.hasSuffix(".erofs") })
         #expect(!FileManager.default.fileExists(atPath: "\(s.root)/uname"))
         #expect(!FileManager.default.fileExists(atPath: "\(s.dataRoot)/libvirt/uname"))
     }

@@ -88,3 +88,27 @@ struct HostileLayerTests {
         #expect(error?.description.contains("..") == true)
     }
 }
+
+@Suite(.enabled(if: Env.isRoot, "needs root"))
+struct EntryNameTests {
+    /// A name that is not UTF-8 is refused rather than silently renamed.
+    @Test func nonUTF8NamesAreRefused() throws {
+        let tmp = TempDir()
+        let dir = tmp.sub("src")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        // "caf\xe9" (Latin-1), created through the C API so Foundation does not re-encode it.
+        let name: [CChar] = Array("\(dir)/caf".utf8CString.dropLast()) + [CChar(bitPattern: 0xe9), 0]
+        let fd = open(name, O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)
+        #expect(fd >= 0)
+        close(fd)
+        let layer = tmp.sub("layer.tar")
+        try run("tar", ["--format=gnu", "-C", dir, "-cf", layer, "."])
+        let b = try LayoutBuilder(dir: tmp.sub("layout"))
+        let bytes = Array(try Data(contentsOf: URL(fileURLWithPath: layer)))
+        b.layers.append((bytes, bytes, "application/vnd.oci.image.layer.v1.tar"))
+        try b.finish()
+        let store = try ImageStore(dataRoot: tmp.sub("store"))
+        let error = #expect(throws: ImageError.self) { try store.importImage(from: b.dir) }
+        #expect(error?.description.contains("not valid UTF-8") == true)
+    }
+}

@@ -142,6 +142,28 @@ struct InteropTests {
         #expect(lstatOf(merged + "/dev/ttyX")?.st_rdev == makeDevice(major: 4, minor: 64))
     }
 
+    /// Without a terminal (and under --log-format json) an import is quiet: one result line on stdout, nothing on stderr.
+    @Test(.enabled(if: Env.has("umoci") && Env.bulkheadBinary != nil, "umoci missing, or the bulkhead binary is not built"))
+    func importIsQuietWithoutTerminal() throws {
+        let tmp = TempDir()
+        let (archive, _) = try Interop.busybox(in: tmp)
+        for extra in [[], ["--log-format", "json", "--log", tmp.sub("log.json")]] {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: Env.bulkheadBinary!)
+            p.arguments = extra + ["--data-root", tmp.sub("store"), "image", "import", archive, "--name", "quiet"]
+            let out = Pipe(), err = Pipe()
+            p.standardOutput = out
+            p.standardError = err
+            try p.run()
+            let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            #expect(p.terminationStatus == 0)
+            #expect(stderr.isEmpty, "stderr: \(stderr)")
+            #expect(stdout.split(separator: "\n").count == 1 && stdout.hasPrefix("imported quiet:latest sha256:"))
+        }
+    }
+
     @Test(.enabled(if: Env.has("umoci") && Env.bulkheadBinary != nil, "umoci missing, or the bulkhead binary is not built"))
     func concurrentImportsAndKilledImport() throws {
         let tmp = TempDir()

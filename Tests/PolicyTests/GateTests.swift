@@ -51,6 +51,9 @@ func trustedScratch(_ name: String) throws -> String {
         chown(path, 0, 1000)
         e = #expect(throws: PolicyGateError.self) { try PolicyGate.load(policyPath: path, auditPath: nil) }
         #expect(e?.description.contains("writable by group 1000") == true)
+        chown(path, 0, 0)
+        e = #expect(throws: PolicyGateError.self) { try PolicyGate.load(policyPath: path, auditPath: nil) }
+        #expect(e?.description.contains("writable by group 0, whose members need not be root") == true)
 
         chmod(path, 0o644)
         chown(path, 1000, 0)

@@ -22,7 +22,7 @@ enum Engines {
             try FileManager.default.createDirectory(atPath: path + "/" + d, withIntermediateDirectories: true)
         }
         try FileManager.default.copyItem(atPath: TestEnv.busybox!, toPath: bin + "/busybox")
-        for applet in ["sh", "ls", "cat", "echo", "id", "hostname", "true", "false", "sleep", "env", "ps", "pwd"] {
+        for applet in ["sh", "ls", "cat", "echo", "id", "hostname", "true", "false", "sleep", "env", "ps", "pwd", "tty", "wc"] {
             try FileManager.default.createSymbolicLink(atPath: bin + "/" + applet, withDestinationPath: "busybox")
         }
         try "root:x:0:0:root:/root:/bin/sh\n".write(toFile: path + "/etc/passwd", atomically: true, encoding: .utf8)

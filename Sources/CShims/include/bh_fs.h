@@ -7,8 +7,6 @@
 
 /// syncfs(2): flushes the whole file system holding `fd`.
 int bh_syncfs(int fd);
-/// makedev(3) (a macro in glibc).
-uint64_t bh_makedev(uint32_t major, uint32_t minor);
 /// utimensat(2) with explicit seconds/nanoseconds for atime and mtime.
 int bh_utimensat(int dirfd, const char *path, int64_t asec, int64_t ansec, int64_t msec, int64_t mnsec, int flags);
 /// futimens(3) with explicit seconds/nanoseconds.

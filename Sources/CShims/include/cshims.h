@@ -68,7 +68,7 @@ int bh_set_winsize(int fd, unsigned short rows, unsigned short cols);
 /// ioctl(2) with one integer argument.
 int bh_ioctl_int(int fd, unsigned long request, unsigned long arg);
 
-/// makedev(3) (a macro).
+/// makedev(3), major(3), minor(3) (macros in glibc).
 uint64_t bh_makedev(unsigned int major, unsigned int minor);
 unsigned int bh_major(uint64_t dev);
 unsigned int bh_minor(uint64_t dev);

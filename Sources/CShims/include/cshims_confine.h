@@ -3,18 +3,13 @@
 #define BULKHEAD_CSHIMS_CONFINE_H
 
 #include <sys/signalfd.h>
+#include "cshims.h"   // bh_unshare, bh_pivot_root, BH_CLONE_NEWNS
 
-/// unshare(2).
-int bh_unshare(int flags);
-/// pivot_root(2).
-int bh_pivot_root(const char *new_root, const char *put_old);
 /// Clears the calling thread's effective, permitted and inheritable capability sets (capset(2), version 3).
 int bh_capset_clear(void);
 /// Drops every capability from the bounding set (PR_CAPBSET_DROP up to the kernel's last capability).
 int bh_capbset_drop_all(void);
 /// PR_SET_NO_NEW_PRIVS.
 int bh_set_no_new_privs(void);
-
-extern const int BH_CLONE_NEWNS;
 
 #endif

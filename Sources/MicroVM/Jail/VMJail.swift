@@ -32,6 +32,29 @@ public final class VMJail: @unchecked Sendable {
         self.cgroupName = cgroupName
     }
 
+    /// Starts moving the process into its own memory cgroup on a helper thread (on cgroup v1 the move waits for an
+    /// RCU grace period, ≈10 ms, which then overlaps the KVM set-up). ``PendingCgroup/finish()`` must be called
+    /// before guest memory is written and before ``confineMounts()``.
+    public static func begin(guestMemoryBytes: UInt64) throws -> PendingCgroup {
+        let pending = PendingCgroup()
+        pending.thread = try spawnThread {
+            do { pending.result = .success(try enter(guestMemoryBytes: guestMemoryBytes)) } catch { pending.result = .failure(error) }
+        }
+        return pending
+    }
+
+    /// A cgroup move in progress.
+    public final class PendingCgroup: @unchecked Sendable {
+        var thread: pthread_t?
+        var result: Result<VMJail, any Error>?
+        /// Waits for the move; returns the jail or throws why the move failed.
+        public func finish() throws -> VMJail {
+            if let thread { pthread_join(thread, nil); self.thread = nil }
+            guard let result else { throw KVMError("the cgroup move did not run") }
+            return try result.get()
+        }
+    }
+
     /// Moves the process into its own memory cgroup. Call before the VM is built, so that everything the VMM
     /// allocates or loads into guest memory is charged to it.
     public static func enter(guestMemoryBytes: UInt64) throws -> VMJail {

@@ -1,0 +1,43 @@
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `bulkhead run IMAGE` on the image store, and the rule that keeps it apart from `run --bundle … ID`.
+@Suite(.serialized, .enabled(if: TestEnv.canRunContainers && Engines.umoci != nil, "needs root, busybox-static and umoci"))
+struct ImageFormTests {
+    @Test func imageFormRunsResolvesUsersCleansUpAndRefusesAmbiguity() throws {
+        let dir = try TestEnv.scratch("imageform")
+        defer { TestEnv.remove(dir) }
+        let archive = dir + "/busybox.tar"
+        let made = try TestEnv.run([TestEnv.packageRoot + "/scripts/make-busybox-image", archive], timeout: 120)
+        #expect(made.code == 0, "\(made.stderr)")
+        let base = [TestEnv.bulkhead, "--root", dir + "/state", "--data-root", dir + "/data"]
+        func bh(_ args: [String]) throws -> TestEnv.Result { try TestEnv.run(base + args) }
+        #expect(try bh(["image", "import", archive, "--name", "bb"]).code == 0)
+
+        let r = try bh(["run", "--rm", "--user", "nobody", "-e", "X=1", "--workdir", "/tmp", "--hostname", "img",
+                        "bb", "sh", "-c", "id -u; echo $X; pwd; hostname; exit 9"])
+        #expect(r.code == 9, "\(r.stderr)")
+        #expect(r.stdout == "65534\n1\n/tmp\nimg\n", "\(r.stdout)")
+        // --rm: nothing left of the container, its rootfs or its bundle.
+        #expect(try bh(["list", "-q"]).stdout.isEmpty)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir + "/data/rootfs").isEmpty)
+
+        let unknown = try bh(["run", "--rm", "--user", "ghost", "bb", "true"])
+        #expect(unknown.code == 1 && unknown.stderr.contains("unable to find user ghost"), "\(unknown.stderr)")
+
+        let spec = try bh(["spec", "--image", "bb"])
+        #expect(spec.code == 0 && spec.stdout.contains("\"args\""), "\(spec.stderr)")
+
+        let mixed = try bh(["run", "--bundle", dir, "--rm", "bb"])
+        #expect(mixed.code == 1)
+        #expect(mixed.stderr.contains("runc form:") && mixed.stderr.contains("image form:"), "\(mixed.stderr)")
+
+        // A config.json in the working directory and an image of the same name: refused, both forms shown.
+        let cwdBundle = try TestEnv.busyboxBundle(at: dir + "/cwd", args: ["true"])
+        let ambiguous = try TestEnv.run(["/bin/sh", "-c", "cd \(cwdBundle) && exec \"$@\"", "sh"] + base + ["run", "bb"])
+        #expect(ambiguous.code == 1 && ambiguous.stderr.contains("ambiguous"), "\(ambiguous.stderr)")
+    }
+}
