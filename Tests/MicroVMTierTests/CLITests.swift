@@ -71,7 +71,7 @@ enum Tier {
             try "root:x:0:0:root:/:/bin/sh\n".write(toFile: bundle + "/rootfs/etc/passwd", atomically: true, encoding: .utf8)
             let quoted = args.map { "\"\($0.replacingOccurrences(of: "\"", with: "\\\""))\"" }.joined(separator: ",")
             let annotations = annotation ? #","annotations":{"bulkhead.isolation":"microvm"}"# : ""
-            let spec = #"{"ociVersion":"1.0.2","hostname":"guest","root":{"path":"rootfs"},"process":{"terminal":false,"args":[\#(quoted)],"env":["PATH=/bin","HOME=/"],"cwd":"/"}\#(annotations)}"#
+            let spec = #"{"ociVersion":"1.0.2","hostname":"guest","root":{"path":"rootfs"},"process":{"terminal":false,"user":{"uid":0,"gid":0},"args":[\#(quoted)],"env":["PATH=/bin","HOME=/"],"cwd":"/"}\#(annotations)}"#
             try spec.write(toFile: bundle + "/config.json", atomically: true, encoding: .utf8)
         }
 
