@@ -46,10 +46,10 @@ declare -A run_ms cycle_ms rss_kb
 for r in "${runtimes[@]}"; do
   root=$work/root-$r
   b=${bin[$r]}
-  hyperfine -N --style none --warmup 3 --runs "$ROUNDS" --export-json "$work/$r-run.json" \
+  hyperfine -N --show-output --warmup 3 --runs "$ROUNDS" --export-json "$work/$r-run.json" \
     "$b --root $root run --bundle $bundle bench-$r" >/dev/null
   run_ms[$r]=$(median "$work/$r-run.json")
-  hyperfine --shell=none --style none --warmup 3 --runs "$ROUNDS" --export-json "$work/$r-cycle.json" \
+  hyperfine --shell=none --show-output --warmup 3 --runs "$ROUNDS" --export-json "$work/$r-cycle.json" \
     "/bin/sh -c '$b --root $root create --bundle $bundle c-$r && $b --root $root start c-$r && $b --root $root delete --force c-$r'" >/dev/null
   cycle_ms[$r]=$(median "$work/$r-cycle.json")
   # Peak RSS of the runtime's process tree (the runtime and its re-exec'd init) for one `run`.

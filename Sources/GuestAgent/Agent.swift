@@ -291,6 +291,7 @@ public final class Agent {
         }
         spec = parsed
         containerID = id
+        AgentLog.info("container \(id) created")
         send(.created(containerID: id))
     }
 

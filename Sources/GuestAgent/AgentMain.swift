@@ -12,6 +12,7 @@ public enum AgentMain {
             print("guest initramfs and is driven by the host over virtio-console ports; it is not run by hand.")
             exit(getpid() == 1 || arguments.contains("--version") || arguments.contains("--help") ? 0 : 1)
         }
+        AgentLog.info("started")
         var problems = Boot.mountKernelFilesystems()
         let cmdline = (try? FileDescriptor.open("/proc/cmdline", O_RDONLY).readAll(limit: 65536)).map { String(decoding: $0, as: UTF8.self) } ?? ""
         let config = BootConfig.parse(cmdline)
@@ -27,6 +28,7 @@ public enum AgentMain {
             _ = bh_agent_reboot(config.halt == "poweroff" ? 1 : 0)
             exit(1)
         }
+        AgentLog.info("rootfs mounted, ports open")
         let agent = Agent(config: config, control: control, stdio: stdio, signals: signals,
                           bootProblem: problems.isEmpty ? nil : problems.joined(separator: "; "))
         agent.run()

@@ -52,7 +52,10 @@ public enum AgentPaths {
 /// The agent's log: lines on the kernel console (the host's serial log).
 public enum AgentLog {
     public static func info(_ text: String) {
-        let line = "bulkhead-agent: \(text)\n"
+        var ts = timespec()
+        clock_gettime(CLOCK_BOOTTIME, &ts)
+        let ms = Int(ts.tv_sec) * 1000 + Int(ts.tv_nsec) / 1_000_000
+        let line = "[\(ms / 1000).\(String(ms % 1000 + 1000).dropFirst())] bulkhead-agent: \(text)\n"
         _ = line.withCString { Glibc.write(2, $0, strlen($0)) }
     }
 }

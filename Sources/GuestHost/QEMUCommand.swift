@@ -32,7 +32,9 @@ public struct QEMUCommand: Sendable {
     }
 
     public var kernelCommandLine: String {
-        var words = ["console=ttyS0", "reboot=k", "panic=-1", "quiet"]
+        // no_timer_check: under TCG on a loaded host the IO-APIC timer check can miss its window and
+        // panic ("IO-APIC + timer doesn't work!"); virtual machines skip it.
+        var words = ["console=ttyS0", "reboot=k", "panic=-1", "quiet", "no_timer_check"]
         if rootfsImage != nil { words.append("bulkhead.rootfs=/dev/vda") }
         if scratchDisk != nil { words.append("bulkhead.scratch=/dev/vdb") }
         return (words + extraKernelArguments).joined(separator: " ")

@@ -203,3 +203,21 @@ struct ContainerTests {
         #expect(output.contains("done"))
     }
 }
+
+@Suite(.enabled(if: TestEnv.isRoot, "needs root (writes a scratch bundle)"))
+struct SpecAndFeaturesVerbTests {
+    @Test func specWritesADecodableDefaultAndFeaturesIsJSON() throws {
+        let dir = try TestEnv.scratch("specverb")
+        defer { TestEnv.remove(dir) }
+        let r = try TestEnv.run([TestEnv.bulkhead, "spec", "--bundle", dir])
+        #expect(r.code == 0, "\(r.stderr)")
+        let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: dir + "/config.json")))
+        #expect(try Spec.decode(bytes) == Spec.defaultSpec())
+        let again = try TestEnv.run([TestEnv.bulkhead, "spec", "--bundle", dir])
+        #expect(again.code == 1 && again.stderr.contains("already exists"))
+        let features = try TestEnv.run([TestEnv.bulkhead, "features"])
+        let object = try JSONSerialization.jsonObject(with: Data(features.stdout.utf8)) as? [String: Any]
+        #expect(object?["ociVersionMax"] as? String == Spec.version)
+        #expect((object?["hooks"] as? [String])?.contains("createRuntime") == true)
+    }
+}

@@ -91,7 +91,9 @@ enum TestEnv {
         for d in ["etc", "tmp", "proc", "sys", "dev", "root"] {
             try FileManager.default.createDirectory(atPath: bundle + "/rootfs/" + d, withIntermediateDirectories: true)
         }
-        try FileManager.default.copyItem(atPath: busybox!, toPath: bin + "/busybox")
+        // cp in its own process: a writable fd held here would leak into processes other tests fork at the
+        // same moment, and exec of the copy would then fail with ETXTBSY.
+        try TestEnv.run(["/bin/cp", busybox!, bin + "/busybox"])
         for applet in ["sh", "ls", "cat", "echo", "id", "hostname", "true", "false", "sleep", "env", "pwd", "ps",
                        "mount", "readlink", "sort", "grep", "stat", "touch", "umask", "wc", "head", "tty", "kill"] {
             try FileManager.default.createSymbolicLink(atPath: bin + "/" + applet, withDestinationPath: "busybox")
