@@ -91,7 +91,7 @@ let package = Package(
         // bulkhead-vm-monitor (dynamically linked: libvirt cannot be linked statically) drives the libvirt domain
         // (embedded QEMU driver by default) and relays the container's stdio and signals to the guest agent.
         .systemLibrary(name: "CVirt", pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
-        .target(name: "MicroVMBackend", dependencies: ["Runtime", "OCIRuntime", "LinuxOS", "CShims", "GuestImage"]),
+        .target(name: "MicroVMBackend", dependencies: ["Runtime", "OCIRuntime", "LinuxOS", "CShims", "GuestImage", "GuestHost"]),
         .executableTarget(name: "bulkhead-vm-monitor", dependencies: ["CVirt", "CShims", "MicroVMBackend", "GuestHost", "GuestProtocol", "LinuxOS"]),
         .testTarget(name: "MicroVMTierTests", dependencies: ["MicroVMBackend", "LinuxOS"]),
     ],

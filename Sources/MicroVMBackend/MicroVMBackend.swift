@@ -1,5 +1,6 @@
 import CShims
 import FoundationEssentials
+import GuestHost
 import GuestImage
 import LinuxOS
 import OCIRuntime
@@ -74,11 +75,13 @@ public struct MicroVMBackend: Backend {
                 embedRoot = dataRoot + "/libvirt/" + request.id
                 uri = "qemu:///embed?root=" + embedRoot!
             }
-            let cmdline = ["console=ttyS0", "reboot=k", "panic=-1", "quiet", "bulkhead.rootfs=/dev/vda"]
+            // The same kernel command line as plain QEMU gets (QEMUCommand): console, i8042 reset, the image disk.
+            var qemu = QEMUCommand(kernel: kernelDir + "/bzImage", initramfs: initramfs, consoleLog: state + "/" + MonitorConfig.consoleLog)
+            qemu.rootfsImage = image.path
             let domain = DomainDefinition(
                 name: "bulkhead-" + request.id, type: probe.domainType, memoryMiB: Self.memoryMiB(request.spec),
                 vcpus: Self.vcpus(request.spec), kernel: kernelDir + "/bzImage", initramfs: initramfs,
-                commandLine: cmdline.joined(separator: " "), rootfsImage: image.path,
+                commandLine: qemu.kernelCommandLine, rootfsImage: image.path,
                 consoleLog: state + "/" + MonitorConfig.consoleLog,
                 controlSocket: state + "/" + MonitorConfig.controlSocket, stdioSocket: state + "/" + MonitorConfig.stdioSocket)
             let config = MonitorConfig(containerID: request.id, stateDirectory: state, hypervisorURI: uri, embedRoot: embedRoot,
