@@ -13,6 +13,7 @@ let package = Package(
     products: [
         .executable(name: "bulkhead", targets: ["bulkhead"]),
         .executable(name: "bulkhead-agent", targets: ["bulkhead-agent"]),
+        .executable(name: "bulkhead-vm-monitor", targets: ["bulkhead-vm-monitor"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -48,7 +49,7 @@ let package = Package(
         // The CLI verbs (one file per verb) and the thin executable over them.
         .target(name: "BulkheadCommands", dependencies: [
             "LinuxOS", "CShims", "OCIImage", "Policy", "PolicyGate",
-            "OCIRuntime", "Cgroups", "Runtime", "NamespaceBackend", "MicroVM",
+            "OCIRuntime", "Cgroups", "Runtime", "NamespaceBackend", "MicroVM", "MicroVMBackend",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -84,6 +85,15 @@ let package = Package(
         .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
         .target(name: "MicroVM", dependencies: ["CKVM", "CSeccomp", "CShims", "LinuxOS"]),
         .testTarget(name: "MicroVMTests", dependencies: ["MicroVM", "LinuxOS"], exclude: ["Guests"]),
+
+        // The microVM tier behind the runc verbs (issue 6 items 5-7). MicroVMBackend (in the static `bulkhead`):
+        // builds the rootfs image and initramfs, starts one `bulkhead-vm-monitor` per container and talks to it.
+        // bulkhead-vm-monitor (dynamically linked: libvirt cannot be linked statically) drives the libvirt domain
+        // (embedded QEMU driver by default) and relays the container's stdio and signals to the guest agent.
+        .systemLibrary(name: "CVirt", pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
+        .target(name: "MicroVMBackend", dependencies: ["Runtime", "OCIRuntime", "LinuxOS", "CShims", "GuestImage", "GuestHost"]),
+        .executableTarget(name: "bulkhead-vm-monitor", dependencies: ["CVirt", "CShims", "MicroVMBackend", "GuestHost", "GuestProtocol", "LinuxOS"]),
+        .testTarget(name: "MicroVMTierTests", dependencies: ["MicroVMBackend", "LinuxOS"]),
     ],
     swiftLanguageModes: [.v6]
 )

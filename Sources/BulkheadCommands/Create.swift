@@ -20,6 +20,9 @@ struct BundleCreateOptions: ParsableArguments {
 
     @Option(name: .customLong("preserve-fds"), help: ArgumentHelp("Pass this many extra fds (from 3 on) to the container.", valueName: "n"))
     var preserveFds: Int = 0
+
+    @Option(name: .customLong("hypervisor-uri"), help: ArgumentHelp("libvirt URI for microVM containers (default: the embedded QEMU driver under --data-root; also BULKHEAD_HYPERVISOR_URI).", valueName: "uri"))
+    var hypervisorURI: String?
 }
 
 /// `bulkhead create`: builds the container (namespaces, rootfs, cgroup, devices) and leaves its init waiting.
@@ -38,7 +41,7 @@ struct Create: ParsableCommand, GlobalOptionsCarrier {
         _ = try RuntimeSupport.create(globals: globals, id: id, bundle: bundle, spec: spec, pidFile: options.pidFile,
                                       consoleSocket: options.consoleSocket, noPivot: options.noPivot,
                                       noNewKeyring: options.noNewKeyring, preserveFds: options.preserveFds,
-                                      foreground: false, policy: policy)
+                                      foreground: false, policy: policy, hypervisorURI: options.hypervisorURI)
     }
 }
 
@@ -102,7 +105,7 @@ struct Delete: ParsableCommand, GlobalOptionsCarrier {
             if force { try directory.remove(); return }
             throw error
         }
-        let backend = try RuntimeSupport.backend(named: record.backend)
+        let backend = try RuntimeSupport.backend(named: record.backend, globals: globals)
         try backend.delete(record, directory: directory, force: force)
         try RuntimeSupport.releaseImageResources(record)
         try directory.remove()

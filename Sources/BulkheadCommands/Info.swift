@@ -1,5 +1,6 @@
 import ArgumentParser
 import LinuxOS
+import MicroVMBackend
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -21,6 +22,7 @@ struct Info: ParsableCommand, GlobalOptionsCarrier {
             ("kernel", facts.kernel),
             ("cgroups", facts.cgroupLayout),
             ("kvm", facts.kvm),
+            ("microvm", Self.microVM(globals)),
             ("root", globals.root),
             ("data-root", globals.dataRoot),
         ]
@@ -31,6 +33,16 @@ struct Info: ParsableCommand, GlobalOptionsCarrier {
         case .json:
             print("{" + rows.map { "\(JSONString.quote($0.0)):\(JSONString.quote($0.1))" }.joined(separator: ",") + "}")
         }
+    }
+}
+
+extension Info {
+    /// The microVM tier's hypervisor choice (cached probe) and where its parts are.
+    static func microVM(_ globals: GlobalOptions) -> String {
+        let probe = HypervisorProbe.load(dataRoot: globals.dataRoot)
+        let monitor = (try? MicroVMPaths.monitor()) ?? "bulkhead-vm-monitor missing"
+        let kernel = (try? MicroVMPaths.kernelDirectory()) ?? "no guest kernel built"
+        return "libvirt domain type \(probe.domainType) (\(probe.reason)); monitor \(monitor); kernel \(kernel)"
     }
 }
 

@@ -24,17 +24,14 @@ struct PolicyOptions: ParsableArguments {
 /// The policy step of `create`/`run`: decide the tier before anything is built, record it, apply the tier's
 /// settings to the spec.
 enum PolicyAdmission {
-    /// Loads the policy (fail closed), decides for the bundle, writes the audit line, and returns the decision
-    /// when the container may be built in a tier this host has. A deny, a refused request and a `microvm`
-    /// decision (no microVM backend in this build yet) are errors; nothing falls back to namespaces.
+    /// Loads the policy (fail closed), decides for the bundle, writes the audit line, and returns the decision.
+    /// A deny and a refused request are errors that name the rule; nothing falls back to a lower tier.
     static func admit(_ options: PolicyOptions, id: String, bundle: String) throws -> Decision {
         let gate = try PolicyGate.load(policyPath: options.policy, auditPath: options.auditLog)
         let request = try DeploymentRequest.forBundle(bundle, tenant: options.tenant, isolation: options.isolation)
-        let decision = try gate.admit(request, containerID: id)
-        if decision.granted == .microvm {
-            throw RuntimeError("microvm tier not available on this host: \(decision.summary); this build has no microVM backend for create/run yet, so container \(id) was not created (it never falls back to namespaces)")
-        }
-        return decision
+        // A microvm decision goes to the microVM backend, which refuses (never falls back to namespaces) where
+        // the host lacks what it needs (kernel, agent, QEMU/libvirt), naming what is missing.
+        return try gate.admit(request, containerID: id)
     }
 
     /// The tier's settings applied to the spec: a read-only rootfs and the capability ceiling narrow what the

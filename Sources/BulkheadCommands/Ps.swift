@@ -65,7 +65,7 @@ struct List: ParsableCommand, GlobalOptionsCarrier {
         var states: [ContainerStateJSONRow] = []
         for id in try store.ids() {
             guard let directory = try? store.open(id: id), let record = try? directory.load(),
-                  let backend = try? RuntimeSupport.backend(named: record.backend) else { continue }
+                  let backend = try? RuntimeSupport.backend(named: record.backend, globals: globals) else { continue }
             let s = record.stateJSON(status: backend.status(of: record, directory: directory))
             states.append(ContainerStateJSONRow(ociVersion: s.ociVersion, id: s.id, pid: s.pid, status: s.status,
                                                 bundle: s.bundle, rootfs: s.rootfs, created: s.created, owner: s.owner,

@@ -97,8 +97,9 @@ struct Run: ParsableCommand, GlobalOptionsCarrier {
         let record = try RuntimeSupport.create(globals: globals, id: id, bundle: bundle, spec: spec, pidFile: options.pidFile,
                                                consoleSocket: consoleSocket, noPivot: options.noPivot,
                                                noNewKeyring: options.noNewKeyring, preserveFds: options.preserveFds,
-                                               foreground: !detach, policy: policy, extra: extra)
-        let backend = try RuntimeSupport.backend(named: record.backend)
+                                               foreground: !detach, policy: policy, extra: extra,
+                                               hypervisorURI: options.hypervisorURI)
+        let backend = try RuntimeSupport.backend(named: record.backend, globals: globals)
         do {
             let directory = try RuntimeSupport.store(globals).open(id: id)
             var r = try directory.load()
@@ -138,7 +139,8 @@ struct Run: ParsableCommand, GlobalOptionsCarrier {
                 relay = try ConsoleRelay(path: globals.root + "/.tty-\(getpid()).sock", interactive: interactive)
             }
             let code = try createStartWait(id: id, bundle: bundle, spec: spec, consoleSocket: relay?.path,
-                                           deleteAfter: rm, extra: ["image": target, "dataRoot": globals.dataRoot],
+                                           deleteAfter: rm, extra: ["image": target, "dataRoot": globals.dataRoot,
+                                                   "imageDigest": image.manifestDigest],
                                            relay: relay)
             if detach { print(id); return }
             if !rm { print(id, to: &StandardError.shared) }

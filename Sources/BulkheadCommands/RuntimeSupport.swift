@@ -1,6 +1,7 @@
 import ArgumentParser
 import FoundationEssentials
 import LinuxOS
+import MicroVMBackend
 import NamespaceBackend
 import OCIImage
 import OCIRuntime
@@ -13,10 +14,13 @@ import Glibc
 enum RuntimeSupport {
     static func store(_ globals: GlobalOptions) -> StateStore { StateStore(root: globals.root) }
 
-    /// The backend a container was created with (today only the namespace tier exists).
-    static func backend(named name: String) throws -> any Backend {
+    /// The backend a container was created with.
+    static func backend(named name: String, globals: GlobalOptions, hypervisorURI: String? = nil) throws -> any Backend {
         switch name {
         case "namespace": return NamespaceBackend()
+        case "microvm":
+            let uri = hypervisorURI ?? getenv("BULKHEAD_HYPERVISOR_URI").map { String(cString: $0) }
+            return MicroVMBackend(dataRoot: globals.dataRoot, hypervisorURI: uri?.isEmpty == false ? uri : nil)
         default: throw RuntimeError("container was created by backend \"\(name)\", which this build does not have")
         }
     }
@@ -44,7 +48,8 @@ enum RuntimeSupport {
     /// directory, record, backend create. On failure nothing is left.
     static func create(globals: GlobalOptions, id: String, bundle: String, spec specAsGiven: Spec, pidFile: String?,
                        consoleSocket: String?, noPivot: Bool, noNewKeyring: Bool, preserveFds: Int,
-                       foreground: Bool, policy: PolicyOptions, extra: [String: String]? = nil) throws -> ContainerRecord {
+                       foreground: Bool, policy: PolicyOptions, extra: [String: String]? = nil,
+                       hypervisorURI: String? = nil) throws -> ContainerRecord {
         let decision = try PolicyAdmission.admit(policy, id: id, bundle: bundle)
         let tier = decision.granted!.rawValue
         var spec = specAsGiven
@@ -60,7 +65,7 @@ enum RuntimeSupport {
         var record = ContainerRecord(id: id, backend: tier, bundle: bundle, rootfs: rootfs,
                                      created: Timestamp.now(), annotations: annotations)
         record.extra = extra
-        let backend = try backend(named: record.backend)
+        let backend = try backend(named: record.backend, globals: globals, hypervisorURI: hypervisorURI)
         do {
             try directory.save(record)
             let request = CreateRequest(id: id, bundle: bundle, spec: spec, pidFile: pidFile.map(absolute),
@@ -79,7 +84,7 @@ enum RuntimeSupport {
     static func open(_ globals: GlobalOptions, _ id: String) throws -> (ContainerDirectory, ContainerRecord, any Backend) {
         let directory = try store(globals).open(id: id)
         let record = try directory.load()
-        return (directory, record, try backend(named: record.backend))
+        return (directory, record, try backend(named: record.backend, globals: globals))
     }
 
     static func printJSON<T: Encodable>(_ value: T, pretty: Bool = true) throws {
@@ -128,7 +133,7 @@ extension RuntimeSupport {
     static func deleteContainer(_ globals: GlobalOptions, id: String, force: Bool) throws {
         let directory = try store(globals).open(id: id)
         let record = try directory.load()
-        let backend = try backend(named: record.backend)
+        let backend = try backend(named: record.backend, globals: globals)
         try backend.delete(record, directory: directory, force: force)
         try releaseImageResources(record)
         try directory.remove()

@@ -1,0 +1,325 @@
+import CShims
+import FoundationEssentials
+import GuestHost
+import GuestImage
+import LinuxOS
+import OCIRuntime
+import Runtime
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The microVM tier behind the runc verbs. Each container is one `bulkhead-vm-monitor` process (the container's
+/// pid in runc's state) that owns a transient libvirt domain: `create` builds the rootfs image and initramfs,
+/// starts the monitor with the caller's stdio and waits until the guest agent has created the container;
+/// `start` tells the monitor (its command socket) to run the process; `kill` signals the monitor, which forwards
+/// the signal to the workload (SIGKILL kills QEMU itself); the monitor exits with the workload's status.
+/// QEMU outlives its creator under the embedded driver, so its pid is in the record and `delete` kills it.
+public struct MicroVMBackend: Backend {
+    public let name = "microvm"
+    public let dataRoot: String
+    /// nil: the embedded driver under the data root, one root per container (the embedded driver locks its root).
+    public let hypervisorURI: String?
+
+    public init(dataRoot: String, hypervisorURI: String? = nil) {
+        self.dataRoot = dataRoot
+        self.hypervisorURI = hypervisorURI
+    }
+
+    static let defaultMemoryMiB = 256
+
+    /// Memory for the VM: the spec's memory limit plus room for the guest kernel and agent, at least 128 MiB.
+    static func memoryMiB(_ spec: Spec) -> Int {
+        guard let limit = number(spec.linux?.resources?.memory, "limit"), limit > 0 else { return defaultMemoryMiB }
+        return max(128, Int(limit) >> 20 + 64)
+    }
+
+    /// vCPUs: the CPU quota rounded up (1 when unlimited), at most 8.
+    static func vcpus(_ spec: Spec) -> Int {
+        guard let quota = number(spec.linux?.resources?.cpu, "quota"), quota > 0,
+              let period = number(spec.linux?.resources?.cpu, "period"), period > 0 else { return 1 }
+        return min(8, max(1, Int((quota / period).rounded(.up))))
+    }
+
+    static func number(_ value: JSONValue?, _ key: String) -> Double? {
+        if case let .object(fields)? = value, case let .number(n)? = fields[key] { return n }
+        return nil
+    }
+
+    // MARK: create
+
+    public func create(_ request: CreateRequest, record: inout ContainerRecord, directory: ContainerDirectory) throws {
+        let state = directory.path
+        let vmRoot = dataRoot + "/microvm"
+        let containerData = vmRoot + "/containers/" + request.id
+        record.extra = (record.extra ?? [:]).merging(["containerData": containerData]) { $1 }
+        try directory.save(record)
+        do {
+            try MicroVMPaths.makeDirectories(containerData)
+            let kernelDir = try MicroVMPaths.kernelDirectory()
+            let initramfs = try Self.initramfs(cache: vmRoot + "/initramfs")
+            // Image form: one shared image per manifest digest, from the merged layers (the container's overlay).
+            // Bundle form: a per-container image of the bundle's rootfs (hashing the whole tree to share it would
+            // cost about as much as building it).
+            let image: RootfsImage
+            if let digest = record.extra?["imageDigest"], digest.hasPrefix("sha256:") {
+                image = try RootfsImageStore(directory: vmRoot + "/images").image(digest: digest, source: record.rootfs)
+            } else {
+                image = try RootfsImageStore(directory: containerData).image(
+                    digest: "sha256:" + String(repeating: "0", count: 64), source: record.rootfs)
+            }
+            let probe = HypervisorProbe.load(dataRoot: dataRoot)
+            var uri = hypervisorURI ?? ""
+            var embedRoot: String? = nil
+            if uri.isEmpty {
+                embedRoot = dataRoot + "/libvirt/" + request.id
+                uri = "qemu:///embed?root=" + embedRoot!
+            }
+            // The same kernel command line as plain QEMU gets (QEMUCommand): console, i8042 reset, the image disk.
+            var qemu = QEMUCommand(kernel: kernelDir + "/bzImage", initramfs: initramfs, consoleLog: state + "/" + MonitorConfig.consoleLog)
+            qemu.rootfsImage = image.path
+            let domain = DomainDefinition(
+                name: "bulkhead-" + request.id, type: probe.domainType, memoryMiB: Self.memoryMiB(request.spec),
+                vcpus: Self.vcpus(request.spec), kernel: kernelDir + "/bzImage", initramfs: initramfs,
+                commandLine: qemu.kernelCommandLine, rootfsImage: image.path,
+                consoleLog: state + "/" + MonitorConfig.consoleLog,
+                controlSocket: state + "/" + MonitorConfig.controlSocket, stdioSocket: state + "/" + MonitorConfig.stdioSocket)
+            let config = MonitorConfig(containerID: request.id, stateDirectory: state, hypervisorURI: uri, embedRoot: embedRoot,
+                                       sharedCapabilityCache: dataRoot + "/libvirt/.capabilities",
+                                       domain: domain, specPath: request.bundle + "/config.json")
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .withoutEscapingSlashes]
+            let file = try FileDescriptor.open(state + "/" + MonitorConfig.fileName, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
+            try file.writeAll(Array(try encoder.encode(config)), path: state + "/" + MonitorConfig.fileName)
+            record.extra?["domain"] = domain.name
+            record.extra?["hypervisorURI"] = uri
+            record.extra?["domainType"] = probe.domainType
+            if let embedRoot { record.extra?["embedRoot"] = embedRoot }
+            try directory.save(record)
+            try launchMonitor(request, record: &record, directory: directory)
+        } catch {
+            try? delete(record, directory: directory, force: true)
+            throw error
+        }
+    }
+
+    /// The agent's initramfs, built once per agent binary (keyed by its size and mtime).
+    static func initramfs(cache: String) throws -> String {
+        let agent = try MicroVMPaths.agent()
+        var st = stat()
+        guard stat(agent, &st) == 0 else { throw SystemError(operation: "stat", path: agent, errno: errno) }
+        try MicroVMPaths.makeDirectories(cache)
+        let path = "\(cache)/initramfs-\(st.st_size)-\(st.st_mtim.tv_sec).cpio"
+        if access(path, R_OK) == 0 { return path }
+        let temp = "\(path).tmp-\(getpid())"
+        try Initramfs.build(agent: agent, output: temp)
+        try sys("rename", path) { rename(temp, path) }
+        return path
+    }
+
+    func launchMonitor(_ request: CreateRequest, record: inout ContainerRecord, directory: ContainerDirectory) throws {
+        let monitor = try MicroVMPaths.monitor()
+        var fds: [Int32] = [0, 0]
+        try sys("socketpair", nil) { socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) }
+        let reader = FileDescriptor(adopting: fds[0])
+        let pid: pid_t
+        do {
+            pid = try ChildProcess.spawn(monitor, arguments: ["bulkhead-vm-monitor", directory.path],
+                                         environment: Self.passEnvironment(), fds: [(fds[1], 3)])
+        } catch {
+            close(fds[1])
+            throw error
+        }
+        close(fds[1])
+        record.pid = pid
+        record.pidStartTime = (try? ChildProcess.statFields(pid).startTime) ?? 0
+        try directory.save(record)
+        // The monitor reports "qemu <pid>", then "created" or "error <text>", one line each.
+        var buffer: [UInt8] = []
+        var created = false
+        let deadline = Self.nowMs() + 600_000
+        readLoop: while true {
+            while let nl = buffer.firstIndex(of: 10) {
+                let line = String(decoding: buffer[..<nl], as: UTF8.self)
+                buffer.removeSubrange(...nl)
+                if line.hasPrefix("qemu "), let q = Int32(line.dropFirst(5)) {
+                    record.extra?["qemuPid"] = String(q)
+                    record.extra?["qemuStartTime"] = String((try? ChildProcess.statFields(q).startTime) ?? 0)
+                    try directory.save(record)
+                } else if line == "created" {
+                    created = true
+                    break readLoop
+                } else if line.hasPrefix("error ") {
+                    throw MicroVMError(String(line.dropFirst(6)))
+                }
+            }
+            var p = pollfd(fd: reader.raw, events: Int16(POLLIN), revents: 0)
+            let left = deadline - Self.nowMs()
+            if left <= 0 { break }
+            let r = poll(&p, 1, Int32(min(left, 1000)))
+            if r < 0 && errno != EINTR { throw SystemError(operation: "poll", path: "monitor sync pipe", errno: errno) }
+            if r <= 0 { continue }
+            var chunk = [UInt8](repeating: 0, count: 4096)
+            let n = chunk.withUnsafeMutableBytes { read(reader.raw, $0.baseAddress, $0.count) }
+            if n <= 0 { if n < 0 && errno == EINTR { continue }; break }
+            buffer += chunk[0..<n]
+        }
+        guard created else {
+            throw MicroVMError("the microVM monitor (pid \(pid)) ended or timed out before the container was created; see \(directory.path)/monitor.log and \(directory.path)/console.log")
+        }
+        record.status = .created
+        try directory.save(record)
+        if let pidFile = request.pidFile {
+            let f = try FileDescriptor.open(pidFile, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
+            try f.writeAll("\(pid)", path: pidFile)
+        }
+    }
+
+    static func passEnvironment() -> [String] {
+        var env = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+        for name in ["BULKHEAD_LIBEXEC", "BULKHEAD_AGENT", "BULKHEAD_KERNEL_DIR", "BULKHEAD_KERNEL_CACHE", "HOME"] {
+            if let v = getenv(name) { env.append("\(name)=\(String(cString: v))") }
+        }
+        return env
+    }
+
+    static func nowMs() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+    }
+
+    // MARK: start
+
+    public func start(_ record: inout ContainerRecord, directory: ContainerDirectory) throws {
+        guard isAlive(record) else { throw RuntimeError.notRunning(record.id) }
+        guard record.status == .created else { throw RuntimeError("container \(record.id) is not in created state (it is \(record.status.rawValue))") }
+        let reply = try command("start", directory: directory)
+        guard reply == "ok" else { throw MicroVMError("the microVM monitor refused start: \(reply)") }
+        record.status = .running
+        try directory.save(record)
+    }
+
+    /// Sends one line to the monitor's command socket and returns its one-line reply.
+    func command(_ line: String, directory: ContainerDirectory) throws -> String {
+        let path = directory.path + "/" + MonitorConfig.commandSocket
+        let fd = try sys("socket", path) { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+        let owned = FileDescriptor(adopting: fd)
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { throw MicroVMError("socket path \(path) is too long; use a shorter --root") }
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in for (i, b) in bytes.enumerated() { raw[i] = b } }
+        try sys("connect", path) { withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } } }
+        try owned.writeAll(line + "\n", path: path)
+        var reply: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 512)
+        while !reply.contains(10) {
+            let n = try chunk.withUnsafeMutableBytes { try owned.read(into: $0, path: path) }
+            if n == 0 { break }
+            reply += chunk[0..<n]
+        }
+        return String(decoding: reply.prefix { $0 != 10 }, as: UTF8.self)
+    }
+
+    // MARK: status, kill
+
+    func isAlive(_ record: ContainerRecord) -> Bool {
+        guard record.pid > 0, ChildProcess.isAlive(record.pid) else { return false }
+        if record.pidStartTime != 0, let start = try? ChildProcess.statFields(record.pid).startTime, start != record.pidStartTime { return false }
+        return true
+    }
+
+    /// The QEMU process, if it still runs (same pid and start time as recorded).
+    func qemuPid(_ record: ContainerRecord) -> Int32? {
+        guard let text = record.extra?["qemuPid"], let pid = Int32(text), ChildProcess.isAlive(pid) else { return nil }
+        if let s = record.extra?["qemuStartTime"], let start = UInt64(s), start != 0,
+           let now = try? ChildProcess.statFields(pid).startTime, now != start { return nil }
+        return pid
+    }
+
+    public func status(of record: ContainerRecord, directory: ContainerDirectory) -> ContainerStatus {
+        if !isAlive(record) { return .stopped }
+        switch record.status {
+        case .creating, .created: return record.status
+        default: return .running
+        }
+    }
+
+    public func kill(_ record: ContainerRecord, signal: Int32, all: Bool) throws {
+        guard isAlive(record) else { throw RuntimeError.notRunning(record.id) }
+        if signal == SIGKILL, let q = qemuPid(record) {
+            // SIGKILL cannot be caught and forwarded: end the VM; the monitor then exits with 137.
+            try sys("kill", "qemu pid \(q)") { Glibc.kill(q, SIGKILL) }
+            return
+        }
+        try sys("kill", "monitor pid \(record.pid)") { Glibc.kill(record.pid, signal) }
+    }
+
+    // MARK: delete
+
+    public func delete(_ record: ContainerRecord, directory: ContainerDirectory, force: Bool) throws {
+        if isAlive(record), record.status != .stopped, !force {
+            let s = status(of: record, directory: directory)
+            if s != .created {
+                throw RuntimeError("cannot delete container \(record.id) that is not stopped: it is \(s.rawValue); stop it first or use --force")
+            }
+        }
+        if isAlive(record) { _ = Glibc.kill(record.pid, SIGKILL) }
+        if let q = qemuPid(record) {
+            _ = Glibc.kill(q, SIGKILL)
+            let deadline = Self.nowMs() + 10_000
+            while ChildProcess.isAlive(q) && Self.nowMs() < deadline { usleep(10_000) }
+        }
+        if record.pid > 0 { _ = try? ChildProcess.wait(record.pid, noHang: true) }
+        // The transient domain lives only in its embed root and in QEMU: both gone means no domain.
+        if let root = record.extra?["embedRoot"] { try? Self.removeTree(root) }
+        if let data = record.extra?["containerData"] { try? Self.removeTree(data) }
+    }
+
+    static func removeTree(_ path: String) throws {
+        let parts = path.split(separator: "/")
+        guard parts.count > 1, let name = parts.last else { return }
+        let parent = "/" + parts.dropLast().joined(separator: "/")
+        guard let dir = try? FileDescriptor.open(parent, O_RDONLY | O_DIRECTORY) else { return }
+        // Unmount nothing: the embed root holds plain files and sockets only.
+        try dir.removeTree(String(name))
+    }
+
+    // MARK: the rest
+
+    public func exec(_ record: ContainerRecord, _ request: ExecRequest) throws -> Int32 {
+        throw RuntimeError("exec into a microVM container is not implemented yet (container \(record.id)); run the process as the container's own")
+    }
+
+    public func pause(_ record: ContainerRecord) throws {
+        throw RuntimeError("pause of a microVM container is not implemented yet (container \(record.id))")
+    }
+
+    public func resume(_ record: ContainerRecord) throws {
+        throw RuntimeError("resume of a microVM container is not implemented yet (container \(record.id))")
+    }
+
+    public func processes(_ record: ContainerRecord) throws -> [Int32] {
+        guard isAlive(record) else { return [] }
+        return [record.pid] + (qemuPid(record).map { [$0] } ?? [])
+    }
+
+    public func stats(_ record: ContainerRecord) throws -> ContainerStats { ContainerStats() }
+
+    public func wait(forChild pid: Int32) -> Int32 {
+        var old = [UInt8](repeating: 0, count: bh_sigset_size())
+        _ = old.withUnsafeMutableBytes { bh_block_all_signals($0.baseAddress, $0.count) }
+        defer { _ = old.withUnsafeBytes { bh_restore_signals($0.baseAddress) } }
+        while true {
+            var status: Int32 = 0
+            let r = waitpid(pid, &status, WNOHANG)
+            if r == pid { return ChildProcess.exitCode(fromWaitStatus: status) }
+            if r < 0 && errno == ECHILD { return 255 }
+            var sender: Int32 = 0
+            let sig = bh_wait_any_signal(&sender)
+            if sig == SIGCHLD || sig == SIGWINCH || sig == SIGURG || sig <= 0 { continue }
+            _ = Glibc.kill(pid, sig)
+        }
+    }
+}

@@ -1,0 +1,280 @@
+// bulkhead-vm-monitor <state-directory>: one per microVM container, started by `bulkhead create` with the
+// caller's stdio and a sync pipe as fd 3. It defines and starts a transient libvirt domain (monitor.json in the
+// state directory says which), creates the container in the guest, reports "created" on fd 3, then waits for
+// `start` on its command socket, relays stdin/stdout/stderr and signals between the caller and the guest agent,
+// and exits with the workload's status (128+N for signal N) after destroying the domain.
+import CShims
+import CVirt
+import FoundationEssentials
+import GuestHost
+import GuestProtocol
+import LinuxOS
+import MicroVMBackend
+#if canImport(Glibc)
+import Glibc
+#endif
+
+let syncFD: Int32 = 3
+
+func report(_ line: String) {
+    let bytes = Array((line.split(separator: "\n").joined(separator: " | ") + "\n").utf8)
+    _ = bytes.withUnsafeBytes { write(syncFD, $0.baseAddress, $0.count) }
+}
+
+func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
+    var offset = 0
+    while offset < bytes.count {
+        let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
+        if n < 0 { if errno == EINTR { continue }; return }
+        offset += n
+    }
+}
+
+func nowMs() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+}
+
+func readFile(_ path: String, limit: Int = 16 << 20) throws -> [UInt8] {
+    try FileDescriptor.open(path, O_RDONLY).readAll(limit: limit, path: path)
+}
+
+func writeFile(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644) throws {
+    try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_TRUNC, mode: mode).writeAll(bytes, path: path)
+}
+
+/// Copies the regular files of one directory into another (the QEMU capability cache, a few small XML files).
+func copyFiles(from source: String, to target: String) {
+    guard let dir = try? FileDescriptor.open(source, O_RDONLY | O_DIRECTORY), let names = try? dir.entries() else { return }
+    try? MicroVMPaths.makeDirectories(target)
+    for name in names {
+        if let bytes = try? readFile(source + "/" + name) { try? writeFile(target + "/" + name + ".tmp", bytes); rename(target + "/" + name + ".tmp", target + "/" + name) }
+    }
+}
+
+func lastVirtError() -> String {
+    guard let message = virGetLastErrorMessage() else { return "unknown libvirt error" }
+    return String(cString: message)
+}
+
+struct MonitorFailure: Error, CustomStringConvertible { let description: String }
+
+/// The embedded driver's root: its qemu.conf (QEMU as root, no relabelling, stdio to files) and a seeded
+/// capability cache (probing QEMU costs seconds per new root).
+func prepareEmbedRoot(_ root: String, sharedCache: String?) throws {
+    try MicroVMPaths.makeDirectories(root + "/etc")
+    let conf = """
+        # Written by bulkhead-vm-monitor: QEMU runs as root, without relabelling, stdio to files.
+        user = "root"
+        group = "root"
+        stdio_handler = "file"
+        security_driver = "none"
+        dynamic_ownership = 0
+        remember_owner = 0
+
+        """
+    try writeFile(root + "/etc/qemu.conf", Array(conf.utf8))
+    if let sharedCache { copyFiles(from: sharedCache, to: root + "/cache/qemu/capabilities") }
+}
+
+func qemuPid(config: MonitorConfig) -> Int32? {
+    let name = config.domain.name
+    let candidates = [config.embedRoot.map { "\($0)/run/qemu/\(name).pid" }, "/run/libvirt/qemu/\(name).pid"].compactMap { $0 }
+    for path in candidates {
+        if let bytes = try? readFile(path, limit: 64), let pid = Int32(String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) {
+            return pid
+        }
+    }
+    return nil
+}
+
+extension String {
+    func trimmingCharacters(in _: Whitespace) -> String {
+        var s = Substring(self)
+        while let c = s.first, c == " " || c == "\n" || c == "\t" { s.removeFirst() }
+        while let c = s.last, c == " " || c == "\n" || c == "\t" { s.removeLast() }
+        return String(s)
+    }
+}
+struct Whitespace { static let whitespacesAndNewlines = Whitespace() }
+
+/// libvirt's event loop thread (libvirt needs one registered before a connection opens). Top-level functions,
+/// not closures: a closure written in main.swift's top-level code is main-actor isolated and would trap when
+/// libvirt calls it on another thread.
+func runVirtEventLoop(_: UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
+    while true { _ = virEventRunDefaultImpl() }
+}
+
+/// Errors are reported by the monitor itself (and logged to monitor.log), not printed by libvirt to stderr.
+func ignoreVirtError(_: UnsafeMutableRawPointer?, _: virErrorPtr?) {}
+
+// MARK: main
+
+guard CommandLine.arguments.count == 2 else {
+    writeAll(2, Array("usage: bulkhead-vm-monitor STATE-DIRECTORY (started by bulkhead create; not a command to call)\n".utf8))
+    exit(2)
+}
+let stateDirectory = CommandLine.arguments[1]
+_ = setsid()
+
+// Every signal is blocked in every thread (libvirt's included) and read from a signalfd in the main loop.
+var allSignals = sigset_t()
+sigfillset(&allSignals)
+pthread_sigmask(SIG_BLOCK, &allSignals, nil)
+let signalFD = signalfd(-1, &allSignals, Int32(SFD_CLOEXEC | SFD_NONBLOCK))
+
+let config: MonitorConfig
+do {
+    config = try JSONDecoder().decode(MonitorConfig.self, from: Data(readFile(stateDirectory + "/" + MonitorConfig.fileName)))
+} catch {
+    report("error cannot read \(stateDirectory)/\(MonitorConfig.fileName): \(error)")
+    exit(1)
+}
+
+// libvirt's own log goes to a file in the state directory, never to the container's stderr.
+setenv("LIBVIRT_LOG_OUTPUTS", "3:file:\(stateDirectory)/monitor.log", 1)
+virSetErrorFunc(nil, ignoreVirtError)
+virEventRegisterDefaultImpl()
+var eventThread = pthread_t()
+pthread_create(&eventThread, nil, runVirtEventLoop, nil)
+
+var connection: virConnectPtr? = nil
+var domain: virDomainPtr? = nil
+
+@MainActor func destroyDomain() {
+    if let domain {
+        _ = virDomainDestroy(domain)
+        _ = virDomainFree(domain)
+    }
+    domain = nil
+    if let connection { _ = virConnectClose(connection) }
+    connection = nil
+}
+
+@MainActor func finish(_ code: Int32) -> Never {
+    destroyDomain()
+    exit(code)
+}
+
+let channel: GuestChannel
+let commands: UnixListener
+do {
+    if let root = config.embedRoot { try prepareEmbedRoot(root, sharedCache: config.sharedCapabilityCache) }
+    let control = try UnixListener(path: config.domain.controlSocket)
+    let stdio = try UnixListener(path: config.domain.stdioSocket)
+    commands = try UnixListener(path: stateDirectory + "/" + MonitorConfig.commandSocket)
+    guard let c = virConnectOpen(config.hypervisorURI) else {
+        throw MonitorFailure(description: "cannot open the hypervisor \(config.hypervisorURI): \(lastVirtError())")
+    }
+    connection = c
+    guard let d = virDomainCreateXML(c, config.domain.xml, 0) else {
+        throw MonitorFailure(description: "libvirt refused to start domain \(config.domain.name): \(lastVirtError()); see \(stateDirectory)/monitor.log")
+    }
+    domain = d
+    if let pid = qemuPid(config: config) {
+        report("qemu \(pid)")
+        try? writeFile(stateDirectory + "/" + MonitorConfig.qemuPidFile, Array("\(pid)\n".utf8))
+    }
+    if let root = config.embedRoot, let shared = config.sharedCapabilityCache, access(shared, F_OK) != 0 {
+        copyFiles(from: root + "/cache/qemu/capabilities", to: shared)
+    }
+    let controlFD = try control.accept(timeoutMs: 60_000)
+    let stdioFD = try stdio.accept(timeoutMs: 60_000)
+    channel = GuestChannel(control: controlFD, stdio: stdioFD)
+    try channel.handshake(timeoutMs: 300_000)
+    try channel.create(containerID: config.containerID, spec: readFile(config.specPath), timeoutMs: 120_000)
+    report("created")
+    close(syncFD)
+} catch {
+    report("error \(error)")
+    finish(1)
+}
+
+// MARK: relay
+
+var started = false
+var stdinOpen = true
+var status: GuestExitStatus? = nil
+var stdoutClosed = false, stderrClosed = false
+var vmGone = false
+var input = [UInt8](repeating: 0, count: 1 << 16)
+
+@MainActor func handle(_ message: Message) {
+    switch message {
+    case let .output(0, stream, data):
+        if data.isEmpty {
+            if stream == .stdout { stdoutClosed = true } else { stderrClosed = true }
+        } else {
+            writeAll(stream == .stdout ? 1 : 2, data)
+        }
+    case let .exited(0, s): status = s
+    case let .error(0, text):
+        writeAll(2, Array("bulkhead: the container's process failed in the guest: \(text)\n".utf8))
+        if status == nil { status = .exited(127) }
+        stdoutClosed = true; stderrClosed = true
+    default: break
+    }
+}
+
+@MainActor func serveCommand() {
+    guard let fd = try? commands.accept(timeoutMs: 0) else { return }
+    defer { close(fd) }
+    var buffer = [UInt8](repeating: 0, count: 256)
+    let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+    let line = n > 0 ? String(decoding: buffer[0..<n].prefix { $0 != 10 }, as: UTF8.self) : ""
+    var reply = "ok"
+    switch line {
+    case "start":
+        if started { reply = "error already started" } else {
+            do { try channel.send(.start); started = true } catch { reply = "error \(error)" }
+        }
+    default: reply = "error unknown command '\(line.prefix(40))'"
+    }
+    writeAll(fd, Array((reply + "\n").utf8))
+}
+
+while !(status != nil && stdoutClosed && stderrClosed) && !vmGone {
+    let wantStdin = started && stdinOpen && !channel.hasQueuedStdin
+    var fds = [pollfd(fd: commands.fd, events: Int16(POLLIN), revents: 0),
+               pollfd(fd: signalFD, events: Int16(POLLIN), revents: 0),
+               pollfd(fd: channel.control, events: Int16(POLLIN), revents: 0),
+               pollfd(fd: channel.stdio, events: Int16(POLLIN | (channel.hasQueuedStdin ? POLLOUT : 0)), revents: 0),
+               pollfd(fd: wantStdin ? 0 : -1, events: Int16(POLLIN), revents: 0)]
+    let r = poll(&fds, nfds_t(fds.count), 1000)
+    if r < 0 { if errno == EINTR { continue }; break }
+    if fds[0].revents != 0 { serveCommand() }
+    if fds[1].revents != 0 {
+        var info = signalfd_siginfo()
+        while read(signalFD, &info, MemoryLayout<signalfd_siginfo>.size) == MemoryLayout<signalfd_siginfo>.size {
+            let sig = Int32(info.ssi_signo)
+            if sig == SIGCHLD || sig == SIGPIPE || sig == SIGWINCH || sig == SIGURG { continue }
+            if started {
+                try? channel.send(.signal(process: 0, signal: sig))
+            } else if sig == SIGTERM || sig == SIGINT || sig == SIGHUP || sig == SIGQUIT {
+                // Not started: the process never ran; the signal ends the container.
+                finish(128 + sig)
+            }
+        }
+    }
+    if fds[4].revents != 0 {
+        let n = input.withUnsafeMutableBytes { read(0, $0.baseAddress, $0.count) }
+        if n > 0 {
+            try? channel.queueStdin(process: 0, Array(input[0..<n]))
+        } else if n == 0 || (errno != EINTR && errno != EAGAIN) {
+            stdinOpen = false
+            try? channel.send(.closeStdin(process: 0))
+        }
+    }
+    if fds[2].revents != 0 || fds[3].revents != 0 {
+        do {
+            while let message = try channel.receive(deadlineMs: nowMs() + 1) { handle(message) }
+        } catch {
+            vmGone = true
+        }
+    }
+}
+
+if let status { finish(status.shellCode) }
+// The VM ended without reporting the process's exit (killed with SIGKILL, or it crashed).
+finish(137)
