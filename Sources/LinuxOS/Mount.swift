@@ -29,6 +29,12 @@ public enum Mount {
         return points.sorted { $0.count > $1.count }
     }
 
+    /// Whether `path` is a mount point in this process's view (false in a chroot onto a plain directory, where
+    /// tools that remount `/`, such as podman's storage layer, fail).
+    public static func isMountPoint(_ path: String) -> Bool {
+        (try? mountPoints(under: path).contains(path)) ?? false
+    }
+
     /// mountinfo escapes space, tab, newline and backslash as octal.
     static func unescapeMountinfo(_ s: String) -> String {
         guard s.contains("\\") else { return s }
