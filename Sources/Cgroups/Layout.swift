@@ -104,8 +104,13 @@ public enum CgroupPath {
             throw CgroupError("linux.cgroupsPath \"\(value)\": with --systemd-cgroup it must have the form slice:prefix:name")
         }
         try checkComponents(value)
-        if value.hasPrefix("/") { return normalise(value) }
-        return normalise((ownCgroup.hasSuffix("/") ? ownCgroup : ownCgroup + "/") + value)
+        let resolved = value.hasPrefix("/") ? normalise(value) : normalise((ownCgroup.hasSuffix("/") ? ownCgroup : ownCgroup + "/") + value)
+        // A container's cgroup is its own: delete and tear-down kill every process left in it, so the root cgroup
+        // or the runtime's own cgroup (where the host's other processes live) must never be one.
+        if resolved == "/" || resolved == normalise(ownCgroup) {
+            throw CgroupError("linux.cgroupsPath \"\(value)\" resolves to \(resolved == "/" ? "the root cgroup" : "the runtime's own cgroup (\(resolved))"), which other processes share; give the container a cgroup of its own, e.g. /bulkhead/\(containerID)")
+        }
+        return resolved
     }
 
     static func systemdForm(slice: String, prefix: String, name: String) throws -> String {

@@ -19,6 +19,17 @@ import Testing
         #expect(throws: CgroupError.self) { try CgroupPath.resolve("notaslice:p:n", containerID: "x") }
     }
 
+    /// delete and tear-down kill every process left in the container's cgroup: it must never be the root cgroup
+    /// or the runtime's own.
+    @Test func rootAndOwnCgroupAreRefused() throws {
+        for path in ["/", "//", "/.", "."] {
+            #expect(throws: CgroupError.self, "\(path)") { try CgroupPath.resolve(path, containerID: "x") }
+        }
+        #expect(throws: CgroupError.self) { try CgroupPath.resolve(".", containerID: "x", ownCgroup: "/mine") }
+        #expect(throws: CgroupError.self) { try CgroupPath.resolve("/mine/", containerID: "x", ownCgroup: "/mine") }
+        #expect(try CgroupPath.resolve("sub", containerID: "x", ownCgroup: "/mine") == "/mine/sub")
+    }
+
     static let hybrid = """
         30 25 0:26 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:9 - tmpfs tmpfs ro,mode=755
         31 30 0:27 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime shared:10 - cgroup2 cgroup2 rw,nsdelegate
