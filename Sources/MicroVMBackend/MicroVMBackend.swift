@@ -232,7 +232,8 @@ public struct MicroVMBackend: Backend {
 
     /// The QEMU process, if it still runs (same pid and start time as recorded).
     func qemuPid(_ record: ContainerRecord) -> Int32? {
-        guard let text = record.extra?["qemuPid"], let pid = Int32(text), ChildProcess.isAlive(pid) else { return nil }
+        // pid > 1: kill(0 or -1, …) would reach the caller's process group or every process.
+        guard let text = record.extra?["qemuPid"], let pid = Int32(text), pid > 1, ChildProcess.isAlive(pid) else { return nil }
         if let s = record.extra?["qemuStartTime"], let start = UInt64(s), start != 0,
            let now = try? ChildProcess.statFields(pid).startTime, now != start { return nil }
         return pid
