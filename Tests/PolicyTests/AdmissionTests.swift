@@ -1,11 +1,13 @@
 import Testing
+import LinuxOS
 import Foundation
 
 /// The policy inside `create`/`run` (through the built binary): decided before anything is built, recorded in
 /// the state (`bulkhead.tier`, the TIER column of `list`), audited; deny, refused and microvm are errors that
 /// leave nothing behind.
 @Suite(.serialized, .enabled(if: isRoot && FileManager.default.isExecutableFile(atPath: "/bin/busybox"),
-                             "needs root (containers, root-owned policy files) and busybox-static (/bin/busybox)"))
+                             "needs root (containers, root-owned policy files) and busybox-static (/bin/busybox)"),
+       .enabled(if: Mount.isMountPoint("/"), "/ is not a mount point here (a chroot onto a plain directory): pivot_root and mount propagation need one (runc fails the same way)"))
 struct AdmissionTests {
     let dir: String
     let root: String

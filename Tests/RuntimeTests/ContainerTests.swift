@@ -8,7 +8,8 @@ import Glibc
 
 /// Real containers through the `bulkhead` binary: the runc verbs, the created→started split, errors engines
 /// read, and tear-down after failures. Needs root and busybox-static.
-@Suite(.serialized, .enabled(if: TestEnv.canRunContainers, "needs root and busybox-static (/bin/busybox)"))
+@Suite(.serialized, .enabled(if: TestEnv.canRunContainers, "needs root and busybox-static (/bin/busybox)"),
+       .enabled(if: Mount.isMountPoint("/"), "/ is not a mount point here (a chroot onto a plain directory): pivot_root and mount propagation need one (runc fails the same way)"))
 struct ContainerTests {
     let root: String
     let dir: String

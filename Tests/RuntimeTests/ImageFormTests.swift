@@ -1,11 +1,13 @@
 import Foundation
 import Testing
+import LinuxOS
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// `bulkhead run IMAGE` on the image store, and the rule that keeps it apart from `run --bundle … ID`.
-@Suite(.serialized, .enabled(if: TestEnv.canRunContainers && Engines.umoci != nil, "needs root, busybox-static and umoci"))
+@Suite(.serialized, .enabled(if: TestEnv.canRunContainers && Engines.umoci != nil, "needs root, busybox-static and umoci"),
+       .enabled(if: Mount.isMountPoint("/"), "/ is not a mount point here (a chroot onto a plain directory): pivot_root and mount propagation need one (runc fails the same way)"))
 struct ImageFormTests {
     @Test func imageFormRunsResolvesUsersCleansUpAndRefusesAmbiguity() throws {
         let dir = try TestEnv.scratch("imageform")

@@ -1,12 +1,14 @@
 import Foundation
 import OCIRuntime
 import Testing
+import LinuxOS
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// The same bundles under `bulkhead` and under Debian's `runc`; what the container sees must match.
-@Suite(.serialized, .enabled(if: TestEnv.canRunContainers && TestEnv.runc != nil, "needs root, busybox-static and runc"))
+@Suite(.serialized, .enabled(if: TestEnv.canRunContainers && TestEnv.runc != nil, "needs root, busybox-static and runc"),
+       .enabled(if: Mount.isMountPoint("/"), "/ is not a mount point here (a chroot onto a plain directory): pivot_root and mount propagation need one (runc fails the same way)"))
 struct MatrixTests {
     /// What a container reports about itself, one `key=value` line each; mountinfo reduced to
     /// "mount point, filesystem type, per-mount flags" (ids and sources differ between runs by nature).
