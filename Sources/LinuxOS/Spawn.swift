@@ -96,3 +96,23 @@ public enum ChildProcess {
         return (state, start)
     }
 }
+
+extension ChildProcess {
+    /// Waits for the child `pid`, forwarding every signal the caller receives meanwhile (except SIGCHLD, SIGWINCH,
+    /// SIGURG); returns its exit status (128+N for a signal, 255 when it is not our child).
+    public static func waitForwardingSignals(_ pid: Int32) -> Int32 {
+        var old = [UInt8](repeating: 0, count: bh_sigset_size())
+        _ = old.withUnsafeMutableBytes { bh_block_all_signals($0.baseAddress, $0.count) }
+        defer { _ = old.withUnsafeBytes { bh_restore_signals($0.baseAddress) } }
+        while true {
+            var status: Int32 = 0
+            let r = waitpid(pid, &status, WNOHANG)
+            if r == pid { return exitCode(fromWaitStatus: status) }
+            if r < 0 && errno == ECHILD { return 255 }
+            var sender: Int32 = 0
+            let sig = bh_wait_any_signal(&sender)
+            if sig == SIGCHLD || sig == SIGWINCH || sig == SIGURG || sig <= 0 { continue }
+            _ = Glibc.kill(pid, sig)
+        }
+    }
+}

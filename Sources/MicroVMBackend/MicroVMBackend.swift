@@ -308,19 +308,5 @@ public struct MicroVMBackend: Backend {
 
     public func stats(_ record: ContainerRecord) throws -> ContainerStats { ContainerStats() }
 
-    public func wait(forChild pid: Int32) -> Int32 {
-        var old = [UInt8](repeating: 0, count: bh_sigset_size())
-        _ = old.withUnsafeMutableBytes { bh_block_all_signals($0.baseAddress, $0.count) }
-        defer { _ = old.withUnsafeBytes { bh_restore_signals($0.baseAddress) } }
-        while true {
-            var status: Int32 = 0
-            let r = waitpid(pid, &status, WNOHANG)
-            if r == pid { return ChildProcess.exitCode(fromWaitStatus: status) }
-            if r < 0 && errno == ECHILD { return 255 }
-            var sender: Int32 = 0
-            let sig = bh_wait_any_signal(&sender)
-            if sig == SIGCHLD || sig == SIGWINCH || sig == SIGURG || sig <= 0 { continue }
-            _ = Glibc.kill(pid, sig)
-        }
-    }
+    public func wait(forChild pid: Int32) -> Int32 { ChildProcess.waitForwardingSignals(pid) }
 }
