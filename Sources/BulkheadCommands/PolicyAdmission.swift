@@ -1,4 +1,5 @@
 import ArgumentParser
+import OCIImage
 import OCIRuntime
 import Policy
 import PolicyGate
@@ -21,14 +22,32 @@ struct PolicyOptions: ParsableArguments {
     var auditLog: String = PolicyGate.defaultAuditPath
 }
 
+/// What the image store knows about the image of an image-form `run` (or `policy explain IMAGE`): its name,
+/// digest, who imported it from where, and its labels. The policy sees the same facts in both.
+struct ImageFacts {
+    var name: String
+    var digest: String
+    var origin: ImageOrigin
+    var labels: [String: String]
+
+    init(_ image: StoredImage, reference: String) {
+        name = image.name ?? reference
+        digest = image.manifestDigest
+        origin = ImageOrigin(importedBy: image.importedBy, source: image.source)
+        labels = image.config.config?.labels ?? [:]
+    }
+}
+
 /// The policy step of `create`/`run`: decide the tier before anything is built, record it, apply the tier's
 /// settings to the spec.
 enum PolicyAdmission {
     /// Loads the policy (fail closed), decides for the bundle, writes the audit line, and returns the decision.
     /// A deny and a refused request are errors that name the rule; nothing falls back to a lower tier.
-    static func admit(_ options: PolicyOptions, id: String, bundle: String) throws -> Decision {
+    static func admit(_ options: PolicyOptions, id: String, bundle: String, image: ImageFacts? = nil) throws -> Decision {
         let gate = try PolicyGate.load(policyPath: options.policy, auditPath: options.auditLog)
-        let request = try DeploymentRequest.forBundle(bundle, tenant: options.tenant, isolation: options.isolation)
+        let request = try DeploymentRequest.forBundle(bundle, tenant: options.tenant, isolation: options.isolation,
+                                                      image: image?.name, digest: image?.digest, origin: image?.origin,
+                                                      labels: image?.labels ?? [:])
         // A microvm decision goes to the microVM backend, which refuses (never falls back to namespaces) where
         // the host lacks what it needs (kernel, agent, QEMU/libvirt), naming what is missing.
         return try gate.admit(request, containerID: id)

@@ -49,8 +49,8 @@ enum RuntimeSupport {
     static func create(globals: GlobalOptions, id: String, bundle: String, spec specAsGiven: Spec, pidFile: String?,
                        consoleSocket: String?, noPivot: Bool, noNewKeyring: Bool, preserveFds: Int,
                        foreground: Bool, policy: PolicyOptions, extra: [String: String]? = nil,
-                       hypervisorURI: String? = nil) throws -> ContainerRecord {
-        let decision = try PolicyAdmission.admit(policy, id: id, bundle: bundle)
+                       hypervisorURI: String? = nil, image: ImageFacts? = nil) throws -> ContainerRecord {
+        let decision = try PolicyAdmission.admit(policy, id: id, bundle: bundle, image: image)
         let tier = decision.granted!.rawValue
         var spec = specAsGiven
         try PolicyAdmission.apply(decision, to: &spec)
