@@ -64,7 +64,8 @@ enum RuntimeSupport {
         annotations["bulkhead.policy.rule"] = decision.rule
         var record = ContainerRecord(id: id, backend: tier, bundle: bundle, rootfs: rootfs,
                                      created: Timestamp.now(), annotations: annotations)
-        record.extra = extra
+        let vm = PolicyAdmission.microVMSettings(decision)
+        record.extra = vm.isEmpty ? extra : (extra ?? [:]).merging(vm) { $1 }
         let backend = try backend(named: record.backend, globals: globals, hypervisorURI: hypervisorURI)
         do {
             try directory.save(record)
