@@ -1,3 +1,4 @@
+import Cgroups
 import OCIRuntime
 
 /// The status of a container, as runc and the OCI runtime spec name it.
@@ -45,15 +46,9 @@ public struct ExecRequest: Sendable {
     }
 }
 
-/// Resource usage of a container (the `events --stats` payload).
-public struct ContainerStats: Sendable, Codable, Equatable {
-    public var cpuUsageNanoseconds: UInt64?
-    public var memoryUsageBytes: UInt64?
-    public var memoryLimitBytes: UInt64?
-    public var pidsCurrent: UInt64?
-    public var pidsLimit: UInt64?
-    public init() {}
-}
+/// Resource usage of a container (the `events --stats` payload, in runc's shape): the one stats type, defined
+/// with the cgroup code that reads it.
+public typealias ContainerStats = CgroupStats
 
 /// One isolation tier. The namespace tier (`NamespaceBackend`) implements it today; the microVM tier implements
 /// the same verbs with a guest agent. Every call is made by a fresh `bulkhead` process holding the container's
