@@ -351,6 +351,17 @@ public struct NamespaceBackend: Backend {
         return cg.stats()
     }
 
+    public func update(_ record: ContainerRecord, resources r: LinuxResources) throws {
+        guard isAlive(record) else { throw RuntimeError.notRunning(record.id) }
+        guard let cg = cgroup(of: record), cg.exists else {
+            throw RuntimeError("cannot update container \(record.id): it has no cgroup")
+        }
+        let applier = (resources as? CgroupResourceApplier) ?? CgroupResourceApplier(warn: { Logger(label: "bulkhead.cgroups").warning("\($0)") })
+        do { try applier.apply(r, to: cg, update: true) } catch {
+            throw RuntimeError("update \(record.id): \(error)")
+        }
+    }
+
     public func wait(forChild pid: Int32) -> Int32 { ChildProcess.waitForwardingSignals(pid) }
 }
 

@@ -85,9 +85,19 @@ public protocol Backend: Sendable {
 
     func stats(_ record: ContainerRecord) throws -> ContainerStats
 
+    /// Changes the resource limits of a live container (`update`); only the fields given change.
+    func update(_ record: ContainerRecord, resources: LinuxResources) throws
+
     /// Waits for a process that is a child of the caller (foreground `run` and `exec`), forwarding the signals
     /// the caller receives; returns the exit status (128+N for a signal).
     func wait(forChild pid: Int32) -> Int32
+}
+
+extension Backend {
+    /// A tier that cannot change limits of a running container says so.
+    public func update(_ record: ContainerRecord, resources: LinuxResources) throws {
+        throw RuntimeError("update: changing the resources of a running container is not supported by the \(name) tier yet (container \(record.id)); recreate the container with new limits")
+    }
 }
 
 /// Errors with the texts container engines look for.
