@@ -73,6 +73,9 @@ public enum DeviceFilter {
             block.append(.exit)
             for j in jumps { block[j].offset = Int16(block.count - j - 1) }
             out += block
+            // A rule that matches every request (`a *:* rwm`) decides alone: nothing after it can run, and the
+            // verifier refuses unreachable instructions.
+            if jumps.isEmpty { return out }
         }
         out.append(.mov32(0, imm: 0))
         out.append(.exit)

@@ -189,6 +189,37 @@ struct ResourceContainerTests {
         }
     }
 
+    /// The v2 layout on this hybrid host, for real: `bulkhead` in a private mount namespace whose /sys/fs/cgroup is
+    /// the host's cgroup2 hierarchy (as bench/start.sh runs). Its only controller here is hugetlb; devices are
+    /// BPF. So: the device program refuses a node outside the list, hugetlb.2MB.max is written, and a field whose
+    /// controller is missing (memory) fails create naming the field.
+    @Test(.enabled(if: CgroupLayout.parse(mountinfo: (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? "").kind == .hybrid,
+                   "needs a hybrid host (cgroup2 beside the v1 controllers) to borrow its cgroup2 hierarchy"))
+    func onTheV2LayoutDevicesAreRefusedByTheBPFProgram() throws {
+        defer { TestEnv.remove(dir) }
+        func inV2Namespace(_ args: [String]) throws -> TestEnv.Result {
+            let command = ([TestEnv.bulkhead, "--root", root] + args).map { "'\($0)'" }.joined(separator: " ")
+            return try TestEnv.run(["/usr/bin/unshare", "-m", "--propagation", "private", "/bin/sh", "-c",
+                                    "umount -l /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup && exec \(command)"])
+        }
+        let script = """
+            if echo x > /dev/null; then echo null=ok; else echo null=refused; fi
+            mknod /dev/mem2 c 1 1 && if head -c 1 /dev/mem2 > /dev/null 2>&1; then echo mem=ok; else echo mem=refused; fi
+            [ -f /sys/fs/cgroup/cgroup.controllers ] && echo v2=yes
+            """
+        let hugetlb = FileManager.default.fileExists(atPath: "/sys/kernel/mm/hugepages/hugepages-2048kB")
+            && read(layout.unified! + "/cgroup.controllers").split(separator: " ").contains("hugetlb")
+        let b = try bundle(["sh", "-c", script + (hugetlb ? "\ncat /sys/fs/cgroup/hugetlb.2MB.max" : "")],
+                           resources: #"{"devices":[{"allow":false,"access":"rwm"}]"# + (hugetlb ? #","hugepageLimits":[{"pageSize":"2MB","limit":4194304}]}"# : "}"))
+        let r = try inV2Namespace(["run", "--bundle", b, TestEnv.uniqueID("v2dev")])
+        #expect(r.code == 0, "\(r.stderr)")
+        #expect(r.stdout.split(separator: "\n") == ["null=ok", "mem=refused", "v2=yes"] + (hugetlb ? ["4194304"] : []), "\(r.stdout) \(r.stderr)")
+        let b2 = try bundle(["true"], resources: #"{"memory":{"limit":33554432}}"#, name: "b2")
+        let refused = try inV2Namespace(["run", "--bundle", b2, TestEnv.uniqueID("v2mem")])
+        #expect(refused.code == 1)
+        #expect(refused.stderr.contains("linux.resources.memory") && refused.stderr.contains("memory controller"), "\(refused.stderr)")
+    }
+
     /// The same bundle under `bulkhead` and Debian's `runc`: the cgroup files the container sees must hold the
     /// same values (v1 hierarchies here; devices.list compared as a set, its order is the kernel's).
     @Test(.enabled(if: TestEnv.runc != nil, "needs runc"))

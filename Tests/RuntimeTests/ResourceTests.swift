@@ -174,8 +174,13 @@ struct DeviceFilterKernelTests {
         // Outside the cgroup the same calls work (the filter is the cgroup's, not the host's).
         let outside = try TestEnv.run([TestEnv.busybox!, "sh", "-c", "head -c 1 /dev/zero > /dev/null && echo zero=ok"])
         #expect(outside.stdout.contains("zero=ok"))
-        // Replacing the filter (update) leaves exactly one program attached.
-        try DeviceFilter.attach(DeviceFilter.program(for: DeviceAccessRule.defaults), toCgroup: dir, replacing: true)
-        #expect(try DeviceFilter.attachedPrograms(cgroupFD: cgroupFD.raw).count == 1)
+        // Replacing the filter (update) leaves exactly one program attached; the usual spec (deny everything,
+        // then the standard devices) and an allow-everything rule pass the verifier too.
+        for rules in [try DeviceAccessRule.effective([.init(allow: false, access: "rwm")]),
+                      try DeviceAccessRule.effective([.init(allow: true, access: "rwm")]),
+                      try DeviceAccessRule.effective([.init(allow: true), .init(allow: false, type: "b", major: 7, access: "rw")])] {
+            try DeviceFilter.attach(DeviceFilter.program(for: rules), toCgroup: dir, replacing: true)
+            #expect(try DeviceFilter.attachedPrograms(cgroupFD: cgroupFD.raw).count == 1)
+        }
     }
 }
