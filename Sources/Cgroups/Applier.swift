@@ -98,7 +98,10 @@ struct ResourceWriter {
                 try write("rdma[\"\(device)\"]", "", dir, "rdma.max", Self.rdmaLine(device, limit))
             }
         }
-        if !update || r.devices != nil {
+        if (!update || r.devices != nil) && cgroup.layout.hierarchy(for: "devices") == nil && (r.devices ?? []).isEmpty {
+            // Nothing asked for, and no controller to give the defaults with: say so rather than refuse to run.
+            warn("this host has no devices cgroup controller: the container's device access is not restricted by a cgroup")
+        } else if !update || r.devices != nil {
             let rules = try DeviceAccessRule.effective(r.devices)
             let dir = try v1Directory("devices", for: "devices")
             // Start from "nothing allowed", then the rules in order (the kernel evaluates them as v1 always has).
@@ -175,6 +178,9 @@ struct ResourceWriter {
                 let usage = readNumber(dir + "/memory.usage_in_bytes") ?? 0
                 let peak = readNumber(dir + "/memory.max_usage_in_bytes") ?? 0
                 throw CgroupError("linux.resources.memory.limit \(limit): below what the container uses now (usage \(usage) bytes, peak \(peak)); give a higher limit")
+            } catch let e as SystemError where e.errno == EINVAL && hasSwapFile && swap == 0 && limit > 0
+                        && (readNumber(dir + "/memory.memsw.limit_in_bytes") ?? UInt64.max) < UInt64(limit) {
+                throw CgroupError("linux.resources.memory.limit \(limit): above the container's memory+swap limit (\(readNumber(dir + "/memory.memsw.limit_in_bytes") ?? 0) bytes); raise memory.swap (update --memory-swap) with it")
             } catch {
                 try write("memory.limit", limit, dir, "memory.limit_in_bytes", String(limit))
             }

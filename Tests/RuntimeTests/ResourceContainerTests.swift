@@ -133,15 +133,24 @@ struct ResourceContainerTests {
 
     @Test func updateChangesTheLimitsOfARunningContainer() throws {
         defer { TestEnv.remove(dir) }
-        let b = try bundle(["sleep", "30"], resources: #"{"memory":{"limit":33554432},"pids":{"limit":10}}"#)
+        let b = try bundle(["sleep", "30"], resources: #"{"memory":{"limit":33554432,"swap":33554432},"pids":{"limit":10}}"#)
         let id = TestEnv.uniqueID("upd")
         #expect(try bh(["run", "-d", "--bundle", b, id]).code == 0)
         defer { _ = try? bh(["delete", "-f", id]) }
         let limitFile = layout.kind == .unified ? cgroupFile(id, "memory", "memory.max") : cgroupFile(id, "memory", "memory.limit_in_bytes")
         #expect(read(limitFile) == "33554432")
-        let u = try bh(["update", "--memory", "64m", "--pids-limit", "20", "--cpu-quota", "50000", id])
+        if layout.kind != .unified && FileManager.default.fileExists(atPath: cgroupFile(id, "memory", "memory.memsw.limit_in_bytes")) {
+            // Above memory+swap: refused with the way out named.
+            let above = try bh(["update", "--memory", "64m", id])
+            #expect(above.code == 1 && above.stderr.contains("memory-swap"), "\(above.stderr)")
+        }
+        let u = try bh(["update", "--memory", "64m", "--memory-swap", "128m", "--pids-limit", "20", "--cpu-quota", "50000", id])
         #expect(u.code == 0, "\(u.stderr)")
         #expect(read(limitFile) == "67108864")
+        if layout.kind != .unified {
+            #expect(read(cgroupFile(id, "memory", "memory.memsw.limit_in_bytes")) == "134217728")
+            #expect(read(cgroupFile(id, "cpu", "cpu.cfs_quota_us")) == "50000")
+        }
         #expect(read(cgroupFile(id, "pids", "pids.max")) == "20")
         let stats = try bh(["events", "--stats", id]).stdout
         #expect(stats.contains(#""limit":67108864"#), "\(stats)")
