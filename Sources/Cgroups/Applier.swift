@@ -57,6 +57,21 @@ struct ResourceWriter {
         return cgroup.fsRoot + hierarchy.mountPoint + cgroup.path
     }
 
+    /// On a hybrid host, a controller that no v1 hierarchy carries may be bound to the cgroup2 hierarchy: then
+    /// it is enabled down to the container's cgroup2 directory, which is returned. nil where cgroup2 lacks it too.
+    func hybridUnifiedDirectory(_ controller: String) throws -> String? {
+        guard cgroup.layout.kind == .hybrid, let mount = cgroup.layout.unified.map({ cgroup.fsRoot + $0 }) else { return nil }
+        guard v2Controllers(mount).contains(controller) else { return nil }
+        var current = mount
+        for component in cgroup.path.split(separator: "/") {
+            do { try Cgroup.write(current + "/cgroup.subtree_control", "+" + controller) } catch let e as SystemError {
+                throw CgroupError("linux.resources: enabling the \(controller) controller (bound to cgroup v2 on this hybrid host) in \(current)/cgroup.subtree_control failed: \(e.reason)")
+            }
+            current += "/" + component
+        }
+        return current
+    }
+
     // MARK: cgroup v1
 
     func applyV1(_ r: LinuxResources, update: Bool) throws {
@@ -75,9 +90,16 @@ struct ResourceWriter {
         }
         if let io = r.blockIO { try v1BlockIO(io) }
         if let pages = r.hugepageLimits, !pages.isEmpty {
-            let dir = try v1Directory("hugetlb", for: "hugepageLimits")
-            for (i, p) in pages.enumerated() {
-                try write("hugepageLimits[\(i)] (\(p.pageSize))", p.limit, dir, "hugetlb.\(p.pageSize).limit_in_bytes", String(p.limit))
+            if cgroup.layout.hierarchy(for: "hugetlb") == nil, let dir = try hybridUnifiedDirectory("hugetlb") {
+                // A hybrid host whose hugetlb controller is bound to cgroup2 (as this one): its v2 files.
+                for (i, p) in pages.enumerated() {
+                    try write("hugepageLimits[\(i)] (\(p.pageSize))", p.limit, dir, "hugetlb.\(p.pageSize).max", String(p.limit))
+                }
+            } else {
+                let dir = try v1Directory("hugetlb", for: "hugepageLimits")
+                for (i, p) in pages.enumerated() {
+                    try write("hugepageLimits[\(i)] (\(p.pageSize))", p.limit, dir, "hugetlb.\(p.pageSize).limit_in_bytes", String(p.limit))
+                }
             }
         }
         if let net = r.network {
@@ -93,7 +115,8 @@ struct ResourceWriter {
             }
         }
         if let rdma = r.rdma, !rdma.isEmpty {
-            let dir = try v1Directory("rdma", for: "rdma")
+            let dir = cgroup.layout.hierarchy(for: "rdma") == nil ? try hybridUnifiedDirectory("rdma") ?? v1Directory("rdma", for: "rdma")
+                : try v1Directory("rdma", for: "rdma")
             for (device, limit) in rdma.sorted(by: { $0.key < $1.key }) {
                 try write("rdma[\"\(device)\"]", "", dir, "rdma.max", Self.rdmaLine(device, limit))
             }

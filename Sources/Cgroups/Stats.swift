@@ -156,6 +156,13 @@ extension Cgroup {
             s.blkio.ioServiceBytesRecursive = Self.blkioEntries(d + "/blkio.throttle.io_service_bytes_recursive")
             s.blkio.ioServicedRecursive = Self.blkioEntries(d + "/blkio.throttle.io_serviced_recursive")
         }
+        if dir("hugetlb") == nil, layout.kind == .hybrid, let u = layout.unified.map({ fsRoot + $0 + path }) {
+            for size in Self.hugePageSizes() where access(u + "/hugetlb.\(size).current", F_OK) == 0 {
+                s.hugetlb[size] = .init(usage: Self.number(u + "/hugetlb.\(size).current") ?? 0,
+                                        max: Self.number(u + "/hugetlb.\(size).max") ?? 0,
+                                        failcnt: Self.keyed(u + "/hugetlb.\(size).events")["max"] ?? 0)
+            }
+        }
         if let d = dir("hugetlb") {
             for size in Self.hugePageSizes() {
                 s.hugetlb[size] = .init(usage: Self.number(d + "/hugetlb.\(size).usage_in_bytes") ?? 0,

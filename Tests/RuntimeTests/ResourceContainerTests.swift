@@ -229,6 +229,27 @@ struct ResourceContainerTests {
         #expect(refused.stderr.contains("linux.resources.memory") && refused.stderr.contains("memory controller"), "\(refused.stderr)")
     }
 
+    /// hugepageLimits on a hybrid host whose hugetlb controller is bound to cgroup2 (this one): written to the
+    /// container's cgroup2 directory, and shown by `events --stats`.
+    @Test(.enabled(if: {
+        let layout = CgroupLayout.parse(mountinfo: (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? "")
+        guard layout.kind == .hybrid, layout.hierarchy(for: "hugetlb") == nil, let u = layout.unified else { return false }
+        return ((try? String(contentsOfFile: u + "/cgroup.controllers", encoding: .utf8)) ?? "").contains("hugetlb")
+            && FileManager.default.fileExists(atPath: "/sys/kernel/mm/hugepages/hugepages-2048kB")
+    }(), "needs a hybrid host with hugetlb bound to cgroup2 and 2 MB huge pages"))
+    func hugetlbBoundToCgroup2OnAHybridHostIsUsed() throws {
+        defer { TestEnv.remove(dir) }
+        let b = try bundle(["sleep", "30"], resources: #"{"hugepageLimits":[{"pageSize":"2MB","limit":8388608}],"pids":{"limit":5}}"#)
+        let id = TestEnv.uniqueID("huge")
+        let r = try bh(["create", "--bundle", b, id])
+        #expect(r.code == 0, "\(r.stderr)")
+        defer { _ = try? bh(["delete", "-f", id]) }
+        #expect(read(layout.unified! + "/bulkhead/\(id)/hugetlb.2MB.max") == "8388608")
+        #expect(read(cgroupFile(id, "pids", "pids.max")) == "5")
+        let stats = try bh(["events", "--stats", id]).stdout
+        #expect(stats.contains(#""2MB":{"failcnt":0,"max":8388608,"usage":0}"#), "\(stats)")
+    }
+
     /// The same bundle under `bulkhead` and Debian's `runc`: the cgroup files the container sees must hold the
     /// same values (v1 hierarchies here; devices.list compared as a set, its order is the kernel's).
     @Test(.enabled(if: TestEnv.runc != nil, "needs runc"))
