@@ -27,7 +27,7 @@ struct Update: ParsableCommand, GlobalOptionsCarrier {
     @Option(name: .customLong("cpu-rt-runtime"), help: "CPU real-time runtime in microseconds.") var cpuRtRuntime: Int64?
     @Option(name: .customLong("cpuset-cpus"), help: "CPUs to run on (0-3, 0,1).") var cpusetCpus: String?
     @Option(name: .customLong("cpuset-mems"), help: "Memory nodes to allocate from.") var cpusetMems: String?
-    @Option(name: .customLong("pids-limit"), help: "Maximum number of processes (0 or -1: no limit).") var pidsLimit: Int64?
+    @Option(name: .customLong("pids-limit"), help: "Maximum number of processes (-1: no limit).") var pidsLimit: Int64?
     @Option(name: .customLong("blkio-weight"), help: "Block IO weight (10-1000).") var blkioWeight: UInt16?
     @Argument(help: "The container ID.") var id: String
 

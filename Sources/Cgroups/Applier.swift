@@ -84,7 +84,7 @@ struct ResourceWriter {
             try v1CPU(cpu)
         }
         if let memory = r.memory { try v1Memory(memory, update: update) }
-        if let pids = r.pids {
+        if let pids = r.pids, pids.limit != 0 {   // 0: not set (as runc)
             let dir = try v1Directory("pids", for: "pids.limit")
             try write("pids.limit", pids.limit, dir, "pids.max", pids.limit > 0 ? String(pids.limit) : "max")
         }
@@ -356,7 +356,7 @@ struct ResourceWriter {
                 warn("linux.resources.memory.swappiness ignored: cgroup v2 has no per-cgroup swappiness")
             }
         }
-        if let pids = r.pids {
+        if let pids = r.pids, pids.limit != 0 {   // 0: not set (as runc)
             try need("pids", "pids.limit")
             try write("pids.limit", pids.limit, dir, "pids.max", pids.limit > 0 ? String(pids.limit) : "max")
         }

@@ -92,7 +92,7 @@ public struct LinuxResources: Codable, Sendable, Equatable {
     }
 
     public struct Pids: Codable, Sendable, Equatable {
-        /// 0 or negative: no limit.
+        /// Negative: no limit; 0: not set.
         public var limit: Int64
         public init(limit: Int64) { self.limit = limit }
         enum CodingKeys: String, CodingKey { case limit }

@@ -2,6 +2,7 @@
 import Foundation
 import LinuxOS
 import OCIRuntime
+import Runtime
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -181,6 +182,34 @@ struct DeviceFilterKernelTests {
                       try DeviceAccessRule.effective([.init(allow: true), .init(allow: false, type: "b", major: 7, access: "rw")])] {
             try DeviceFilter.attach(DeviceFilter.program(for: rules), toCgroup: dir, replacing: true)
             #expect(try DeviceFilter.attachedPrograms(cgroupFD: cgroupFD.raw).count == 1)
+        }
+    }
+}
+
+/// A tier without `update` of its own says so (the microVM tier today).
+@Suite struct BackendUpdateDefaultTests {
+    struct NoUpdateBackend: Backend {
+        let name = "example"
+        func create(_ request: CreateRequest, record: inout ContainerRecord, directory: ContainerDirectory) throws {}
+        func start(_ record: inout ContainerRecord, directory: ContainerDirectory) throws {}
+        func status(of record: ContainerRecord, directory: ContainerDirectory) -> ContainerStatus { .running }
+        func kill(_ record: ContainerRecord, signal: Int32, all: Bool) throws {}
+        func delete(_ record: ContainerRecord, directory: ContainerDirectory, force: Bool) throws {}
+        func exec(_ record: ContainerRecord, _ request: ExecRequest) throws -> Int32 { 0 }
+        func pause(_ record: ContainerRecord) throws {}
+        func resume(_ record: ContainerRecord) throws {}
+        func processes(_ record: ContainerRecord) throws -> [Int32] { [] }
+        func stats(_ record: ContainerRecord) throws -> ContainerStats { ContainerStats() }
+        func wait(forChild pid: Int32) -> Int32 { 0 }
+    }
+
+    @Test func updateIsRefusedNamingTheTier() throws {
+        let record = ContainerRecord(id: "c1", backend: "example", bundle: "/b", rootfs: "/b/rootfs", created: "now")
+        do {
+            try NoUpdateBackend().update(record, resources: LinuxResources())
+            Issue.record("update was accepted")
+        } catch let e as RuntimeError {
+            #expect(e.message.contains("not supported by the example tier") && e.message.contains("c1"), "\(e.message)")
         }
     }
 }
