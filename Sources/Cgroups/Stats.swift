@@ -12,8 +12,33 @@ public struct CgroupStats: Codable, Sendable, Equatable {
     public var pids = Pids()
     public var blkio = Blkio()
     public var hugetlb: [String: Hugetlb] = [:]
+    public var cpuset = CPUSet()
+    /// Always empty here (runc fills it on hosts with Intel RDT); kept for the shape.
+    public var intelRdt = IntelRdt()
+    /// Always null here (runc reads the container's network namespace); kept for the shape.
+    public var networkInterfaces: [String]? = nil
 
     public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case cpu, memory, pids, blkio, hugetlb, cpuset
+        case intelRdt = "intel_rdt", networkInterfaces = "network_interfaces"
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(cpu, forKey: .cpu); try c.encode(memory, forKey: .memory); try c.encode(pids, forKey: .pids)
+        try c.encode(blkio, forKey: .blkio); try c.encode(hugetlb, forKey: .hugetlb); try c.encode(cpuset, forKey: .cpuset)
+        try c.encode(intelRdt, forKey: .intelRdt)
+        if let networkInterfaces { try c.encode(networkInterfaces, forKey: .networkInterfaces) } else { try c.encodeNil(forKey: .networkInterfaces) }
+    }
+
+    public struct IntelRdt: Codable, Sendable, Equatable {}
+
+    public struct CPUSet: Codable, Sendable, Equatable {
+        public var cpus: [UInt16]?
+        public var mems: [UInt16]?
+    }
 
     public struct CPU: Codable, Sendable, Equatable {
         public var usage = Usage()
@@ -125,6 +150,15 @@ extension Cgroup {
             if let text = try? Self.read(d + "/cpuacct.usage_percpu") {
                 s.cpu.usage.percpu = text.split(whereSeparator: { $0 == " " || $0 == "\n" }).compactMap { UInt64($0) }
             }
+            // cpuacct.usage_all: "cpu user system" then one line per CPU, in nanoseconds.
+            if let text = try? Self.read(d + "/cpuacct.usage_all") {
+                var kernel: [UInt64] = [], user: [UInt64] = []
+                for line in text.split(separator: "\n").dropFirst() {
+                    let f = line.split(separator: " ")
+                    if f.count == 3, let u = UInt64(f[1]), let k = UInt64(f[2]) { user.append(u); kernel.append(k) }
+                }
+                if !user.isEmpty { s.cpu.usage.percpuUser = user; s.cpu.usage.percpuKernel = kernel }
+            }
             // cpuacct.stat counts clock ticks.
             let ticks = UInt64(max(1, sysconf(Int32(_SC_CLK_TCK))))
             let stat = Self.keyed(d + "/cpuacct.stat")
@@ -152,6 +186,9 @@ extension Cgroup {
         if let d = dir("pids") {
             s.pids = .init(current: Self.number(d + "/pids.current") ?? 0, limit: Self.number(d + "/pids.max") ?? 0)
         }
+        if let d = dir("cpuset") {
+            s.cpuset = .init(cpus: Self.cpuList(d + "/cpuset.cpus"), mems: Self.cpuList(d + "/cpuset.mems"))
+        }
         if let d = dir("blkio") {
             s.blkio.ioServiceBytesRecursive = Self.blkioEntries(d + "/blkio.throttle.io_service_bytes_recursive")
             s.blkio.ioServicedRecursive = Self.blkioEntries(d + "/blkio.throttle.io_serviced_recursive")
@@ -171,6 +208,18 @@ extension Cgroup {
             }
         }
         return s
+    }
+
+    /// A cpu or node list (`0-2,5`) expanded; nil where the file is missing or empty.
+    static func cpuList(_ path: String) -> [UInt16]? {
+        guard let text = try? read(path), !text.trimmed.isEmpty else { return nil }
+        var out: [UInt16] = []
+        for part in text.trimmed.split(separator: ",") {
+            let range = part.split(separator: "-")
+            if range.count == 2, let a = UInt16(range[0]), let b = UInt16(range[1]), a <= b { out += Array(a...b) }
+            else if let a = UInt16(part) { out.append(a) }
+        }
+        return out
     }
 
     /// `8:0 Read 4096` lines (v1 blkio).
@@ -207,6 +256,7 @@ extension Cgroup {
         s.memory.swap = .init(limit: Self.number(d + "/memory.swap.max") ?? UInt64(Int64.max), usage: swapUsage + s.memory.usage.usage,
                               max: 0, failcnt: Self.keyed(d + "/memory.swap.events")["max"] ?? 0)
         s.pids = .init(current: Self.number(d + "/pids.current") ?? 0, limit: Self.number(d + "/pids.max") ?? 0)
+        s.cpuset = .init(cpus: Self.cpuList(d + "/cpuset.cpus.effective"), mems: Self.cpuList(d + "/cpuset.mems.effective"))
         if let text = try? Self.read(d + "/io.stat") {
             var bytes: [CgroupStats.BlkioEntry] = [], ios: [CgroupStats.BlkioEntry] = []
             for line in text.split(separator: "\n") {

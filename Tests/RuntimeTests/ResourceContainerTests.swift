@@ -154,6 +154,11 @@ struct ResourceContainerTests {
         #expect(read(cgroupFile(id, "pids", "pids.max")) == "20")
         let stats = try bh(["events", "--stats", id]).stdout
         #expect(stats.contains(#""limit":67108864"#), "\(stats)")
+        // runc's shape: the same top-level sections as `runc events --stats`.
+        let object = try JSONSerialization.jsonObject(with: Data(stats.utf8)) as? [String: Any]
+        #expect(object?["type"] as? String == "stats" && object?["id"] as? String == id)
+        #expect(Set((object?["data"] as? [String: Any])?.keys.map { $0 } ?? []) ==
+                ["blkio", "cpu", "cpuset", "hugetlb", "intel_rdt", "memory", "network_interfaces", "pids"])
         // From a file on stdin too, and a refused value names the field.
         #expect(try bh(["update", "-r", "-", id], stdin: #"{"pids":{"limit":30}}"#).code == 0)
         #expect(read(cgroupFile(id, "pids", "pids.max")) == "30")
