@@ -213,8 +213,16 @@ struct ResourceContainerTests {
         defer { TestEnv.remove(dir) }
         func inV2Namespace(_ args: [String]) throws -> TestEnv.Result {
             let command = ([TestEnv.bulkhead, "--root", root] + args).map { "'\($0)'" }.joined(separator: " ")
-            return try TestEnv.run(["/usr/bin/unshare", "-m", "--propagation", "private", "/bin/sh", "-c",
-                                    "umount -l /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup && exec \(command)"])
+            // Every cgroup mount of the namespace goes (other suites move worker threads of this test process into
+            // mount namespaces of their own, which may hold more), then cgroup2 alone at /sys/fs/cgroup.
+            let script = """
+                awk '$0 ~ / - cgroup2? / {print $5}' /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
+                while umount -l /sys/fs/cgroup 2>/dev/null; do :; done
+                mount -t cgroup2 cgroup2 /sys/fs/cgroup || exit 97
+                grep -q ' - cgroup ' /proc/self/mountinfo && { echo 'v1 cgroup mounts left' >&2; exit 98; }
+                exec \(command)
+                """
+            return try TestEnv.run(["/usr/bin/unshare", "-m", "--propagation", "private", "/bin/sh", "-c", script])
         }
         let script = """
             if echo x > /dev/null; then echo null=ok; else echo null=refused; fi
