@@ -9,7 +9,8 @@ import Glibc
 /// --interval and an "oom" record as soon as the OOM killer kills a process of the container (seen through the
 /// cgroup's oom_kill counter: v1 memory.oom_control, v2 memory.events), until the container stops.
 struct Events: ParsableCommand, GlobalOptionsCarrier {
-    static let configuration = CommandConfiguration(abstract: "Print container events (stats, oom) as JSON lines.")
+    static let configuration = CommandConfiguration(
+        commandName: "events", abstract: "Print container events (stats, oom) as JSON lines.")
     @OptionGroup var globals: GlobalOptions
     @Flag(name: .customLong("stats"), help: "Print the statistics once and exit.") var stats = false
     @Option(name: .customLong("interval"), help: "Seconds between statistics (e.g. 5 or 5s).") var interval: String = "5s"

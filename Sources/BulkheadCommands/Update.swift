@@ -11,7 +11,7 @@ import Glibc
 /// fields. Only the fields given change.
 struct Update: ParsableCommand, GlobalOptionsCarrier {
     static let configuration = CommandConfiguration(
-        abstract: "Update the resource limits of a container.",
+        commandName: "update", abstract: "Update the resource limits of a container.",
         discussion: "Memory sizes take a number of bytes or a suffix: 512k, 64m, 2g (-1: no limit).")
     @OptionGroup var globals: GlobalOptions
     @Option(name: [.short, .customLong("resources")], help: "A linux.resources JSON file, or - for stdin.") var resources: String?
