@@ -38,8 +38,8 @@ let package = Package(
         // behind one interface. Runtime: state store, container state machine, the Backend protocol, hooks.
         // NamespaceBackend: the container itself (re-exec'd init, rootfs, namespaces).
         .target(name: "OCIRuntime"),
-        .target(name: "Cgroups", dependencies: ["LinuxOS"]),
-        .target(name: "Runtime", dependencies: ["OCIRuntime", "LinuxOS", "CShims"]),
+        .target(name: "Cgroups", dependencies: ["LinuxOS", "CShims"]),
+        .target(name: "Runtime", dependencies: ["OCIRuntime", "Cgroups", "LinuxOS", "CShims"]),
         .target(name: "NamespaceBackend", dependencies: [
             "CShims", "LinuxOS", "OCIRuntime", "Cgroups", "Runtime",
             .product(name: "Logging", package: "swift-log"),

@@ -43,6 +43,7 @@ public enum BulkheadCommandRegistry {
         Pause.self,
         Resume.self,
         Events.self,
+        Update.self,
         SpecCommand.self,
         Features.self,
         Info.self,

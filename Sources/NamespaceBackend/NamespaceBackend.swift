@@ -14,14 +14,14 @@ import Glibc
 /// and drives it over a sync socket.
 public struct NamespaceBackend: Backend {
     public let name = "namespace"
-    /// Applies `linux.resources` (the hardening layer plugs in here; today: nothing).
+    /// Applies `linux.resources` (``CgroupResourceApplier`` unless a test gives another).
     public let resources: ResourceApplier
     /// The binary re-executed as the container init.
     public let initBinary: String
     let logger = Logger(label: "bulkhead.namespace")
 
-    public init(resources: ResourceApplier = NoResourceLimits(), initBinary: String = "/proc/self/exe") {
-        self.resources = resources
+    public init(resources: ResourceApplier? = nil, initBinary: String = "/proc/self/exe") {
+        self.resources = resources ?? CgroupResourceApplier(warn: { Logger(label: "bulkhead.cgroups").warning("\($0)") })
         self.initBinary = initBinary
     }
 
@@ -46,22 +46,22 @@ public struct NamespaceBackend: Backend {
         do {
             // 1. The cgroup, before any process exists, so that everything the container starts is inside it.
             let layout = try stepOf("detect the cgroup layout") { try CgroupLayout.detect() }
-            if request.systemdCgroup && access("/run/systemd/system", F_OK) != 0 {
-                logger.info("systemd is not running on this host: using the cgroupfs driver for linux.cgroupsPath \"\(spec.linux?.cgroupsPath ?? "")\"")
-            }
             let path = try stepOf("resolve linux.cgroupsPath") {
                 try CgroupPath.resolve(spec.linux?.cgroupsPath, containerID: request.id, systemd: request.systemdCgroup,
                                        ownCgroup: ownCgroupPath(controller: layout.kind == .unified ? "" : "pids"))
+            }
+            if request.systemdCgroup && !CgroupPath.systemdIsRunning() {
+                logger.info("systemd is not running on this host: --systemd-cgroup falls back to the cgroupfs driver; linux.cgroupsPath \"\(spec.linux?.cgroupsPath ?? "")\" is the cgroup \(path) (no systemd scope is created)")
             }
             let cgroup = Cgroup(layout: layout, path: path)
             record.cgroupPath = path
             try directory.save(record)
             try stepOf("create cgroup \(path)") { try cgroup.create() }
             createdCgroup = cgroup
-            if let res = spec.linux?.resources {
-                let json = Array(try JSONEncoder().encode(res))
-                try stepOf("apply linux.resources") { try resources.apply(ResourceRequest(json: json), to: cgroup) }
-            }
+            // Always, even without a resources section: the device rules (deny by default, the standard devices
+            // allowed) apply to every container, as with runc.
+            let json = try spec.linux?.resources.map { Array(try JSONEncoder().encode($0)) } ?? []
+            try stepOf("apply linux.resources") { try resources.apply(ResourceRequest(json: json), to: cgroup) }
 
             // 2. The exec fifo `start` opens.
             let fifo = directory.path + "/" + Self.fifoName
@@ -350,14 +350,18 @@ public struct NamespaceBackend: Backend {
 
     public func stats(_ record: ContainerRecord) throws -> ContainerStats {
         guard let cg = cgroup(of: record) else { return ContainerStats() }
-        let s = cg.stats()
-        var out = ContainerStats()
-        out.cpuUsageNanoseconds = s.cpuUsageNanoseconds
-        out.memoryUsageBytes = s.memoryUsageBytes
-        out.memoryLimitBytes = s.memoryLimitBytes
-        out.pidsCurrent = s.pidsCurrent
-        out.pidsLimit = s.pidsLimit
-        return out
+        return cg.stats()
+    }
+
+    public func update(_ record: ContainerRecord, resources r: LinuxResources) throws {
+        guard isAlive(record) else { throw RuntimeError.notRunning(record.id) }
+        guard let cg = cgroup(of: record), cg.exists else {
+            throw RuntimeError("cannot update container \(record.id): it has no cgroup")
+        }
+        let applier = (resources as? CgroupResourceApplier) ?? CgroupResourceApplier(warn: { Logger(label: "bulkhead.cgroups").warning("\($0)") })
+        do { try applier.apply(r, to: cg, update: true) } catch {
+            throw RuntimeError("update \(record.id): \(error)")
+        }
     }
 
     public func wait(forChild pid: Int32) -> Int32 { ChildProcess.waitForwardingSignals(pid) }
