@@ -24,7 +24,9 @@ struct Run: ParsableCommand, GlobalOptionsCarrier {
         discussion: """
             runc form:  bulkhead run --bundle DIR [--detach] [--console-socket S] [--pid-file F] ID
             image form: bulkhead run [--name ID] [--rm] [-d] [-i] [-t] [-e K=V] [--workdir D] [--user U] \
-            [--hostname H] [-v SRC:DST[:ro]] IMAGE [CMD…]
+            [--hostname H] [-v SRC:DST[:ro]] [--cap-add C] [--cap-drop C] [--security-opt O] [--privileged] IMAGE [CMD…]
+            The image form runs with Docker's secure defaults: its capability set, the default seccomp profile, \
+            masked /proc paths, no_new_privs, a pids limit of 4096.
             --bundle (or another runc-only flag) selects the runc form; an image-only flag selects the image form.
             """)
 

@@ -297,6 +297,54 @@ struct ConfinementTests {
         }
     }
 
+    // MARK: the policy's seccomp setting
+
+    @Test func thePolicysSeccompSettingTakesEffect() throws {
+        let dir = try TestEnv.scratch("confine-policy")
+        defer { TestEnv.remove(dir) }
+        let trusted = "/run/bulkhead-confine-policy-\(getpid())"
+        try FileManager.default.createDirectory(atPath: trusted, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+        defer { TestEnv.remove(trusted) }
+        let profile = trusted + "/no-uname.json"
+        try #"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["uname"],"action":"SCMP_ACT_ERRNO","errnoRet":13}]}"#
+            .write(toFile: profile, atomically: true, encoding: .utf8)
+        func policy(_ name: String, _ seccomp: String?) throws -> String {
+            let path = trusted + "/\(name).yaml"
+            try """
+                version: 1
+                rules:
+                  - name: \(name)
+                    decide: namespace
+                \(seccomp.map { "    namespace: {seccomp: \($0)}" } ?? "")
+                """.write(toFile: path, atomically: true, encoding: .utf8)
+            return path
+        }
+        let probe = Self.statusProbe + "; [ \"$(uname 2>/dev/null)\" = Linux ] && echo uname=ok || echo uname=refused"
+        func run(_ policyFile: String, edit: (inout Spec) -> Void = { _ in }) throws -> (TestEnv.Result, [String: String]) {
+            let bundle = try TestEnv.busyboxBundle(at: dir + "/" + TestEnv.uniqueID("b"), args: ["sh", "-c", probe], edit: edit)
+            try FileManager.default.createSymbolicLink(atPath: bundle + "/rootfs/bin/uname", withDestinationPath: "busybox")
+            let r = try TestEnv.run([TestEnv.bulkhead, "--root", dir + "/state", "run", "--policy", policyFile, "--bundle", bundle,
+                                     TestEnv.uniqueID("pol")])
+            return (r, Self.fields(r.stdout))
+        }
+        // default: Bulkhead's profile where the spec has none…
+        var (r, f) = try run(try policy("dflt", "default"))
+        #expect(r.code == 0 && f["Seccomp"] == "2" && r.stdout.contains("uname=ok"), "\(r.stdout) \(r.stderr)")
+        // …and the spec's own filter where it has one.
+        let own = try JSONDecoder().decode(Spec.Seccomp.self, from: Data(contentsOf: URL(fileURLWithPath: profile)))
+        (r, f) = try run(try policy("dflt2", nil)) { $0.linux?.seccomp = own }
+        #expect(r.code == 0 && f["Seccomp"] == "2" && r.stdout.contains("uname=refused"), "\(r.stdout) \(r.stderr)")
+        // unconfined: the spec as it is (none here).
+        (r, f) = try run(try policy("open", "unconfined"))
+        #expect(r.code == 0 && f["Seccomp"] == "0", "\(r.stdout) \(r.stderr)")
+        // a path: that profile.
+        (r, f) = try run(try policy("file", profile))
+        #expect(r.code == 0 && f["Seccomp"] == "2" && r.stdout.contains("uname=refused"), "\(r.stdout) \(r.stderr)")
+        // a path that does not exist: refused, naming the rule.
+        (r, f) = try run(try policy("missing", trusted + "/nope.json"))
+        #expect(r.code == 1 && r.stderr.contains("policy rule 'missing'") && r.stderr.contains("nope.json"), "\(r.stderr)")
+    }
+
     // MARK: the image form's secure defaults and --privileged
 
     @Test(.enabled(if: Engines.umoci != nil, "needs umoci (scripts/make-busybox-image)"))
