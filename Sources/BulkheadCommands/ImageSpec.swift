@@ -34,6 +34,11 @@ struct ImageRunOverrides {
 /// its default capability set (bounding, effective, permitted), the default seccomp profile (widened for the
 /// capabilities held, as Docker does), no_new_privs, and a pids limit.
 enum ImageSpecBuilder {
+    /// Annotation keys through which a deployment talks to the policy; never taken from an image's labels.
+    static func isDeploymentKey(_ key: String) -> Bool {
+        key.hasPrefix("bulkhead.") || key.hasPrefix("io.kubernetes.")
+    }
+
     static let defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
     /// Docker's default capability set.
@@ -137,7 +142,10 @@ enum ImageSpecBuilder {
                 throw RuntimeError("--security-opt \(opt): unsupported option (supported: seccomp=unconfined|PROFILE.json, no-new-privileges[=true|false])")
             }
         }
-        var annotations = config.labels ?? [:]
+        // Image labels become annotations, except the keys a deployer uses to speak to the policy (tenant,
+        // isolation request, Kubernetes namespace, bulkhead.seccomp): an image must not choose its own tenant,
+        // tier or confinement.
+        var annotations = (config.labels ?? [:]).filter { !Self.isDeploymentKey($0.key) }
         if o.privileged {
             let all = CapabilityPlan.boundingNamesOfThisProcess
             spec.process?.capabilities = Spec.Capabilities(bounding: all, effective: all, permitted: all)
