@@ -1,5 +1,6 @@
 import CShims
 import Cgroups
+import Confine
 import FoundationEssentials
 import LinuxOS
 import Logging
@@ -37,6 +38,8 @@ public struct NamespaceBackend: Backend {
     public func create(_ request: CreateRequest, record: inout ContainerRecord, directory: ContainerDirectory) throws {
         let spec = request.spec
         record.hooks = spec.hooks
+        // What `exec` needs to confine its processes like this one.
+        record.extra = (record.extra ?? [:]).merging([ConfinementRecord.key: ConfinementRecord(spec: spec).encoded]) { $1 }
         guard let process = spec.process else {
             throw RuntimeError("create \(request.id): config.json has no process section; the namespace tier needs one")
         }
@@ -309,8 +312,14 @@ public struct NamespaceBackend: Backend {
         if let cg, cg.freezerState() != .thawed {
             throw RuntimeError("cannot exec in container \(record.id): it is paused (resume it first)")
         }
+        // The container's seccomp filter applies to every process in it (the process.json carries none).
+        var spec = Spec()
+        if let seccomp = try ConfinementRecord.from(record.extra)?.seccomp {
+            spec.linux = Spec.Linux()
+            spec.linux?.seccomp = seccomp
+        }
         let config = InitConfig(
-            mode: .exec, id: record.id, bundle: record.bundle, rootfs: record.rootfs, spec: Spec(),
+            mode: .exec, id: record.id, bundle: record.bundle, rootfs: record.rootfs, spec: spec,
             process: request.process, noPivot: false, noNewKeyring: true, fifoPath: nil, consoleFD: nil,
             preserveFds: request.preserveFds, cgroupDirectories: [], cgroupUnified: false, targetPid: record.pid,
             hasStartContainerHooks: false, hasCreateHooks: false)
