@@ -35,8 +35,9 @@ enum PolicyAdmission {
     }
 
     /// The tier's settings applied to the spec: a read-only rootfs and the capability ceiling narrow what the
-    /// spec asks for (never widen it); a required user namespace must be in the spec.
-    static func apply(_ decision: Decision, to spec: inout Spec) throws {
+    /// spec asks for (never widen it); a required user namespace must be in the spec, or (the image form of
+    /// `run`, which passes `userNamespace`) is turned on as with `--userns auto`.
+    static func apply(_ decision: Decision, to spec: inout Spec, userNamespace: AutoUserNamespace? = nil) throws {
         guard let settings = decision.settings?.namespace else { return }
         let rule = "policy rule '\(decision.rule)' (\(decision.ruleLocation))"
         if settings.readonlyRootfs == true {
@@ -54,6 +55,10 @@ enum PolicyAdmission {
         }
         if settings.userNamespace == true,
            !(spec.linux?.namespaces ?? []).contains(where: { $0.type == .user && ($0.path ?? "").isEmpty }) {
+            if let userNamespace {
+                try userNamespace.enable(&spec, reason: "\(rule) requires a user namespace")
+                return
+            }
             throw RuntimeError("\(rule) requires a user namespace, and the spec has none: add {\"type\": \"user\"} to linux.namespaces with uidMappings/gidMappings")
         }
     }

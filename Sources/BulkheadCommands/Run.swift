@@ -24,7 +24,7 @@ struct Run: ParsableCommand, GlobalOptionsCarrier {
         discussion: """
             runc form:  bulkhead run --bundle DIR [--detach] [--console-socket S] [--pid-file F] ID
             image form: bulkhead run [--name ID] [--rm] [-d] [-i] [-t] [-e K=V] [--workdir D] [--user U] \
-            [--hostname H] [-v SRC:DST[:ro]] IMAGE [CMD…]
+            [--hostname H] [-v SRC:DST[:ro]] [--userns host|auto] IMAGE [CMD…]
             --bundle (or another runc-only flag) selects the runc form; an image-only flag selects the image form.
             """)
 
@@ -44,6 +44,8 @@ struct Run: ParsableCommand, GlobalOptionsCarrier {
     @Option(name: [.short, .customLong("user")], help: "image form: user[:group], names from the image's /etc/passwd.") var user: String?
     @Option(name: .customLong("hostname"), help: "image form: the container's hostname.") var hostname: String?
     @Option(name: [.short, .customLong("volume")], help: "image form: SRC:DST[:ro] bind mount; repeatable.") var volume: [String] = []
+    @Option(name: .customLong("userns"), help: ArgumentHelp("image form: host (default), or auto[:size=N]: container root is an unprivileged host uid from a range of its own.", valueName: "mode"))
+    var userns: String?
 
     @Argument(help: "runc form: the container ID; image form: the image.") var target: String
     @Argument(parsing: .captureForPassthrough, help: "image form: the command (replaces the image's Cmd).") var command: [String] = []
@@ -59,7 +61,7 @@ struct Run: ParsableCommand, GlobalOptionsCarrier {
         let runcOnly = bundleGiven || options.consoleSocket != nil || options.pidFile != nil || options.noPivot
             || options.noNewKeyring || options.preserveFds != 0 || keep || noSubreaper
         let imageOnly = name != nil || rm || interactive || tty || !env.isEmpty || workdir != nil || user != nil
-            || hostname != nil || !volume.isEmpty || !command.isEmpty
+            || hostname != nil || !volume.isEmpty || !command.isEmpty || userns != nil
         if runcOnly && imageOnly {
             throw RuntimeError("run: runc-form flags (--bundle, --console-socket, --pid-file, …) and image-form flags (--name, --rm, -t, -e, CMD, …) cannot be mixed; use one form:\n  \(Self.bothForms)")
         }
@@ -93,12 +95,13 @@ struct Run: ParsableCommand, GlobalOptionsCarrier {
 
     /// create + start; unless detached, waits and returns the exit status (deleting the container afterwards).
     func createStartWait(id: String, bundle: String, spec: Spec, consoleSocket: String?, deleteAfter: Bool,
-                         extra: [String: String]?, relay: ConsoleRelay? = nil) throws -> Int32? {
+                         extra: [String: String]?, relay: ConsoleRelay? = nil,
+                         userNamespace: AutoUserNamespace? = nil) throws -> Int32? {
         let record = try RuntimeSupport.create(globals: globals, id: id, bundle: bundle, spec: spec, pidFile: options.pidFile,
                                                consoleSocket: consoleSocket, noPivot: options.noPivot,
                                                noNewKeyring: options.noNewKeyring, preserveFds: options.preserveFds,
                                                foreground: !detach, policy: policy, extra: extra,
-                                               hypervisorURI: options.hypervisorURI)
+                                               hypervisorURI: options.hypervisorURI, userNamespace: userNamespace)
         let backend = try RuntimeSupport.backend(named: record.backend, globals: globals)
         do {
             let directory = try RuntimeSupport.store(globals).open(id: id)
@@ -127,12 +130,13 @@ struct Run: ParsableCommand, GlobalOptionsCarrier {
         let rootfs = try store.prepareRootfs(image: image, containerID: id)
         var relay: ConsoleRelay?
         do {
-            let rootDir = try FileDescriptor.open(rootfs, O_RDONLY | O_DIRECTORY)
             let overrides = ImageRunOverrides(command: command.first == "--" ? Array(command.dropFirst()) : command,
                                               env: env, workdir: workdir, user: user, hostname: hostname,
                                               volumes: volume, tty: tty, interactive: interactive)
             let spec = try ImageSpecBuilder.build(image: image.config, overrides: overrides, rootfs: rootfs,
-                                                  rootfsDirectory: rootDir, containerID: id)
+                                                  // A temporary: closed before create, which may remount the rootfs (--userns auto).
+                                                  rootfsDirectory: try FileDescriptor.open(rootfs, O_RDONLY | O_DIRECTORY),
+                                                  containerID: id)
             let bundle = try RuntimeSupport.writeImageBundle(globals, id: id, spec: spec)
             if tty {
                 if detach { throw RuntimeError("run -t -d: a detached terminal needs an engine; drop -t or -d") }
@@ -141,7 +145,9 @@ struct Run: ParsableCommand, GlobalOptionsCarrier {
             let code = try createStartWait(id: id, bundle: bundle, spec: spec, consoleSocket: relay?.path,
                                            deleteAfter: rm, extra: ["image": target, "dataRoot": globals.dataRoot,
                                                    "imageDigest": image.manifestDigest],
-                                           relay: relay)
+                                           relay: relay,
+                                           userNamespace: AutoUserNamespace(mode: try userns.map(UserNamespaceMode.init(parsing:)) ?? UserNamespaceMode(kind: .host),
+                                                                            containerID: id, globals: globals))
             if detach { print(id); return }
             if !rm { print(id, to: &StandardError.shared) }
             throw ExitCode(code ?? 0)
