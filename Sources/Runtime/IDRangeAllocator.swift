@@ -19,6 +19,7 @@ public enum SubordinateIDs {
     public struct Entry: Sendable, Hashable {
         public var owner: String
         public var range: IDRange
+        public init(owner: String, range: IDRange) { self.owner = owner; self.range = range }
     }
 
     /// Every well-formed line of `text`; comments, blank and malformed lines are skipped.
