@@ -47,7 +47,16 @@ extension ImageStore {
             // directory belongs to the container's root alone (0700), so no other host user can reach it.
             let all = try FileDescriptor.open(dataRoot + "/rootfs", O_RDONLY | O_DIRECTORY)
             let mode = try all.stat(path: dataRoot + "/rootfs").st_mode & 0o7777
-            if mode & 0o011 != 0o011 { try all.chmod(mode: mode | 0o011, path: dataRoot + "/rootfs") }
+            if mode & 0o011 != 0o011 {
+                // Containers' directories from before this store held user-namespace containers may be 0711:
+                // close them before their parent opens.
+                for name in try all.entries() where name != containerID {
+                    if let st = try? all.stat(name), st.st_mode & S_IFMT == S_IFDIR, st.st_uid == 0, st.st_mode & 0o077 != 0 {
+                        try all.chmod(name, mode: st.st_mode & 0o700)
+                    }
+                }
+                try all.chmod(mode: mode | 0o011, path: dataRoot + "/rootfs")
+            }
             try all.chown(containerID, uid: shift.uid, gid: shift.gid)
             try all.chmod(containerID, mode: 0o700)
             let dir = try FileDescriptor.open(base, O_RDONLY | O_DIRECTORY)
