@@ -18,6 +18,7 @@ done
 
 work=$(mktemp -d /tmp/bulkhead-bench-userns.XXXXXX)
 trap 'rm -rf "$work"' EXIT
+chmod 755 "$work"   # the mapped root must be able to reach the bundle's rootfs (runc's rule too)
 bundle=$work/bundle
 mkdir -p "$bundle/rootfs/bin" "$bundle/rootfs/proc" "$bundle/rootfs/dev" "$bundle/rootfs/sys"
 cp "$(command -v busybox)" "$bundle/rootfs/bin/busybox"
@@ -37,7 +38,7 @@ echo "bench: $ROUNDS rounds each; $BH; $(nproc) cores; load $(cut -d' ' -f1 /pro
 median() { jq '.results[0].median * 1000' "$1"; }
 run() { # name command
   hyperfine -N --style none --warmup 2 --runs "$ROUNDS" --export-json "$work/$1.json" "$2" >/dev/null 2>"$work/$1.err" ||
-    { echo "bench: $1 failed:"; cat "$work/$1.err"; exit 1; }
+    { echo "bench: $1 failed:" >&2; cat "$work/$1.err" >&2; return 1; }
   median "$work/$1.json"
 }
 
