@@ -20,6 +20,7 @@ import Glibc
 /// exists; when both exist the call is refused as ambiguous; everything else is the image form.
 struct Run: ParsableCommand, GlobalOptionsCarrier {
     static let configuration = CommandConfiguration(
+        commandName: "run",
         abstract: "Run a container from a bundle (runc form) or from an image (image form).",
         discussion: """
             runc form:  bulkhead run --bundle DIR [--detach] [--console-socket S] [--pid-file F] ID
@@ -95,13 +96,14 @@ struct Run: ParsableCommand, GlobalOptionsCarrier {
 
     /// create + start; unless detached, waits and returns the exit status (deleting the container afterwards).
     func createStartWait(id: String, bundle: String, spec: Spec, consoleSocket: String?, deleteAfter: Bool,
-                         extra: [String: String]?, relay: ConsoleRelay? = nil,
+                         extra: [String: String]?, relay: ConsoleRelay? = nil, image: ImageFacts? = nil,
                          userNamespace: AutoUserNamespace? = nil) throws -> Int32? {
         let record = try RuntimeSupport.create(globals: globals, id: id, bundle: bundle, spec: spec, pidFile: options.pidFile,
                                                consoleSocket: consoleSocket, noPivot: options.noPivot,
                                                noNewKeyring: options.noNewKeyring, preserveFds: options.preserveFds,
                                                foreground: !detach, policy: policy, extra: extra,
-                                               hypervisorURI: options.hypervisorURI, userNamespace: userNamespace)
+                                               hypervisorURI: options.hypervisorURI, image: image,
+                                               userNamespace: userNamespace)
         let backend = try RuntimeSupport.backend(named: record.backend, globals: globals)
         do {
             let directory = try RuntimeSupport.store(globals).open(id: id)
@@ -145,7 +147,7 @@ struct Run: ParsableCommand, GlobalOptionsCarrier {
             let code = try createStartWait(id: id, bundle: bundle, spec: spec, consoleSocket: relay?.path,
                                            deleteAfter: rm, extra: ["image": target, "dataRoot": globals.dataRoot,
                                                    "imageDigest": image.manifestDigest],
-                                           relay: relay,
+                                           relay: relay, image: ImageFacts(image, reference: target),
                                            userNamespace: AutoUserNamespace(mode: try userns.map(UserNamespaceMode.init(parsing:)) ?? UserNamespaceMode(kind: .host),
                                                                             containerID: id, globals: globals))
             if detach { print(id); return }

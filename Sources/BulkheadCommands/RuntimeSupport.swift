@@ -50,8 +50,9 @@ enum RuntimeSupport {
     static func create(globals: GlobalOptions, id: String, bundle: String, spec specAsGiven: Spec, pidFile: String?,
                        consoleSocket: String?, noPivot: Bool, noNewKeyring: Bool, preserveFds: Int,
                        foreground: Bool, policy: PolicyOptions, extra: [String: String]? = nil,
-                       hypervisorURI: String? = nil, userNamespace: AutoUserNamespace? = nil) throws -> ContainerRecord {
-        let decision = try PolicyAdmission.admit(policy, id: id, bundle: bundle)
+                       hypervisorURI: String? = nil, image: ImageFacts? = nil,
+                       userNamespace: AutoUserNamespace? = nil) throws -> ContainerRecord {
+        let decision = try PolicyAdmission.admit(policy, id: id, bundle: bundle, image: image)
         let tier = decision.granted!.rawValue
         var spec = specAsGiven
         // The image form's own user namespace (--userns auto, or a policy that requires one) is a namespace-tier
@@ -81,7 +82,8 @@ enum RuntimeSupport {
         annotations["bulkhead.policy.rule"] = decision.rule
         var record = ContainerRecord(id: id, backend: tier, bundle: bundle, rootfs: rootfs,
                                      created: Timestamp.now(), annotations: annotations)
-        record.extra = extra
+        let vm = PolicyAdmission.microVMSettings(decision)
+        record.extra = vm.isEmpty ? extra : (extra ?? [:]).merging(vm) { $1 }
         let backend = try backend(named: record.backend, globals: globals, hypervisorURI: hypervisorURI)
         do {
             try directory.save(record)
