@@ -69,7 +69,8 @@ final class AutoUserNamespace {
     func enable(_ spec: inout Spec, reason: String) throws {
         if allocation != nil { return }
         let allocator = IDRangeAllocator(runtimeRoot: runtimeRoot)
-        let a = try allocator.allocate(containerID: containerID, size: mode.size)
+        // Never adopt (and on failure release) the range of another container of the same name.
+        let a = try allocator.allocate(containerID: containerID, size: mode.size, reuse: false)
         allocation = a
         let method: RootfsShiftMethod
         do {

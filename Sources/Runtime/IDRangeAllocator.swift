@@ -109,11 +109,17 @@ public struct IDRangeAllocator: Sendable {
         return (free, free, "built-in")
     }
 
-    /// Allocates `size` uids and gids for `containerID` (returning its existing allocation when it has one).
-    public func allocate(containerID: String, size: UInt32 = IDRangeAllocator.defaultSize) throws -> IDAllocation {
+    /// Allocates `size` uids and gids for `containerID`. When it already has a range: returns it if `reuse`,
+    /// else throws.
+    public func allocate(containerID: String, size: UInt32 = IDRangeAllocator.defaultSize, reuse: Bool = true) throws -> IDAllocation {
         guard size > 0 else { throw RuntimeError("--userns auto: the size of the id range must be at least 1") }
         return try locked { current in
-            if let existing = current.first(where: { $0.containerID == containerID }) { return existing }
+            if let existing = current.first(where: { $0.containerID == containerID }) {
+                guard reuse else {
+                    throw RuntimeError("--userns auto: container \(containerID) already holds host ids \(existing.uidRange) (it exists, or is being created); choose another --name")
+                }
+                return existing
+            }
             let (uidPool, gidPool, name) = try pools(size: size)
             guard let uid = Self.firstFit(size, in: uidPool, taken: current.map(\.uidRange)),
                   let gid = Self.firstFit(size, in: gidPool, taken: current.map(\.gidRange)) else {

@@ -34,6 +34,7 @@ struct IDRangeAllocatorTests {
         #expect([a.gid, b.gid, c.gid] == [700000, 765536, 831072])
         #expect(a.pool == "subuid:bulkhead")
         #expect(try allocator.allocate(containerID: "a") == a, "a container keeps its range")
+        #expect(throws: RuntimeError.self) { try allocator.allocate(containerID: "a", reuse: false) }
         #expect(throws: RuntimeError.self) { try allocator.allocate(containerID: "d") }
         try allocator.release(containerID: "b")
         let d = try allocator.allocate(containerID: "d")
