@@ -42,6 +42,11 @@ public struct NamespaceBackend: Backend {
         }
         do { try spec.validateUserNamespace() } catch { throw RuntimeError("create \(request.id): \(error)") }
         try checkJoinedUserNamespace(spec, id: request.id)
+        for (i, m) in (spec.mounts ?? []).enumerated()
+        where m.uidMappings != nil || m.gidMappings != nil || (m.options ?? []).contains(where: { $0 == "idmap" || $0 == "ridmap" }) {
+            // Not silently a plain bind: `features` does not offer idmapped spec mounts, so engines do not ask.
+            throw RuntimeError("create \(request.id): mounts[\(i)] (\(m.destination)) asks for an idmapped mount (uidMappings/gidMappings or idmap/ridmap), which this runtime does not offer yet; drop them and chown the source instead")
+        }
         var initPid: Int32 = 0
         var stage1: Int32 = 0
         var createdCgroup: Cgroup?

@@ -50,7 +50,8 @@ struct MountOptions: Equatable {
             case "rslave": propagation.append(MountFlags.slave | MountFlags.recursive)
             case "unbindable": propagation.append(MountFlags.unbindable)
             case "runbindable": propagation.append(MountFlags.unbindable | MountFlags.recursive)
-            case "tmpcopyup", "idmap", "ridmap", "copy-symlink", "notmpcopyup": continue
+            case "tmpcopyup", "copy-symlink", "notmpcopyup": continue
+            case "idmap", "ridmap": continue   // refused at create (NamespaceBackend.create)
             default: data.append(option)
             }
         }

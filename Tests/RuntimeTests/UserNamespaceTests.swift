@@ -206,7 +206,12 @@ struct UserNamespaceTests {
         defer { TestEnv.remove(dir) }
         let noNS = try TestEnv.busyboxBundle(at: dir + "/1", args: ["true"]) { $0.linux?.uidMappings = Self.twoRanges.uid; $0.linux?.gidMappings = Self.twoRanges.gid }
         let noMaps = try TestEnv.busyboxBundle(at: dir + "/2", args: ["true"]) { $0.linux?.namespaces?.append(.init(type: .user)) }
-        for (bundle, field) in [(noNS, "linux.uidMappings is set but linux.namespaces has no user namespace"), (noMaps, "linux.uidMappings is empty")] {
+        let idmapMount = try TestEnv.busyboxBundle(at: dir + "/3", args: ["true"]) {
+            Self.withUserNamespace(&$0)
+            $0.mounts?.append(Spec.Mount(destination: "/data", type: "bind", source: "/etc", options: ["rbind", "idmap"]))
+        }
+        for (bundle, field) in [(noNS, "linux.uidMappings is set but linux.namespaces has no user namespace"), (noMaps, "linux.uidMappings is empty"),
+                                (idmapMount, "asks for an idmapped mount")] {
             let r = try TestEnv.run([TestEnv.bulkhead, "--root", dir + "/state", "create", "--bundle", bundle, TestEnv.uniqueID("userns-bad")])
             #expect(r.code == 1 && r.stderr.contains(field), "\(r.stderr)")
         }
