@@ -45,7 +45,7 @@ public final class Agent {
     let stdio: Int32
     let signals: Int32
     let limits = GuestProtocolLimits.default
-    let encoder: FrameEncoder
+    var encoder: FrameEncoder
     var controlDecoder: FrameDecoder
     var stdioDecoder: FrameDecoder
     var helloDone = false
@@ -57,6 +57,8 @@ public final class Agent {
     var shuttingDown = false
     var shutdownDeadlineMs: Int64 = 0
     var rootPath = AgentPaths.rootfs
+    /// The container's cgroup (v2) inside the guest, once create made it.
+    var cgroupPath: String?
     /// Most stdin bytes buffered for all processes before the agent stops reading the stdio port.
     let stdinBufferLimit = 1 << 20
     /// After an exec'd process exits, how long its output may stay open (held by children it left behind).
@@ -212,6 +214,7 @@ public final class Agent {
             do {
                 let version = try negotiateVersion(local: GuestFrame.minimumVersion...GuestFrame.version, remoteMin: lo, remoteMax: hi)
                 helloDone = true
+                encoder = FrameEncoder(limits: limits, version: version)
                 AgentLog.info("host \(software) speaks protocol \(version)")
             } catch {
                 fail(Message.noProcess, "\(error)")
@@ -255,7 +258,11 @@ public final class Agent {
             AgentLog.info("host asked for shutdown")
             killAll()
             return false
-        case .created, .started, .output, .exited, .error:
+        case .listProcesses:
+            send(.processList(GuestInspect.processes(limit: limits.maxListCount)))
+        case .statsRequest:
+            send(.stats(GuestInspect.stats(cgroup: cgroupPath)))
+        case .created, .started, .output, .exited, .error, .processList, .stats:
             fail(Message.noProcess, "unexpected \(message.type) from the host")
         }
         return true
