@@ -124,12 +124,13 @@ int bh_agent_set_winsize(int fd, unsigned short rows, unsigned short columns) {
     return ioctl(fd, TIOCSWINSZ, &ws);
 }
 
-int bh_agent_openpty(int *master, int *slave) {
-    int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+int bh_agent_openpty(const char *ptmx, int *master, int *slave) {
+    int m = open(ptmx, O_RDWR | O_NOCTTY | O_CLOEXEC);
     if (m < 0) return -1;
-    char name[128];
-    if (grantpt(m) < 0 || unlockpt(m) < 0 || ptsname_r(m, name, sizeof name) != 0) { int e = errno; close(m); errno = e; return -1; }
-    int s = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    int unlock = 0;
+    if (ioctl(m, TIOCSPTLCK, &unlock) < 0) { int e = errno; close(m); errno = e; return -1; }
+    /* The slave of this very master, whichever devpts instance it lives in (no path lookup). */
+    int s = ioctl(m, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
     if (s < 0) { int e = errno; close(m); errno = e; return -1; }
     *master = m;
     *slave = s;

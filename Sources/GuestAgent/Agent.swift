@@ -310,7 +310,10 @@ public final class Agent {
         func closeAll() { for fd in [parentIn, childIn, parentOut, childOut, parentErr, childErr] where fd >= 0 { Glibc.close(fd) } }
         if terminal {
             var master: Int32 = -1, slave: Int32 = -1
-            guard bh_agent_openpty(&master, &slave) == 0 else { fail(id, "cannot open a pty: errno \(errno)"); return }
+            // The container's devpts instance (mounted with newinstance), so ttyname() works inside it.
+            let containerPtmx = rootPath + "/dev/pts/ptmx"
+            let ptmx = access(containerPtmx, F_OK) == 0 ? containerPtmx : "/dev/ptmx"
+            guard bh_agent_openpty(ptmx, &master, &slave) == 0 else { fail(id, "cannot open a pty (\(ptmx)): errno \(errno)"); return }
             if let size = process.consoleSize { _ = bh_agent_set_winsize(master, size.height, size.width) }
             parentIn = master; childIn = slave; childOut = slave; childErr = slave
         } else {

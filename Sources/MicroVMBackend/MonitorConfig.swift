@@ -15,6 +15,9 @@ public struct MonitorConfig: Codable, Sendable, Equatable {
     public var domain: DomainDefinition
     /// The OCI spec (config.json bytes) the guest agent applies.
     public var specPath: String
+    /// `process.terminal` is true: the monitor hands a pty master to this socket (the engine's
+    /// `--console-socket`) and relays the guest's terminal through it instead of its own stdio.
+    public var consoleSocket: String?
 
     public init(containerID: String, stateDirectory: String, hypervisorURI: String, embedRoot: String?,
                 sharedCapabilityCache: String?, domain: DomainDefinition, specPath: String) {
@@ -27,6 +30,8 @@ public struct MonitorConfig: Codable, Sendable, Equatable {
     /// Files the monitor writes into the state directory.
     public static let controlSocket = "ctl.sock", stdioSocket = "io.sock", commandSocket = "monitor.sock"
     public static let consoleLog = "console.log", qemuPidFile = "qemu.pid"
+    /// Present while the domain is suspended (`pause`).
+    public static let pausedMarker = "paused"
 }
 
 /// A transient libvirt domain for one microVM: direct kernel boot, the shared read-only rootfs image as the

@@ -38,8 +38,9 @@ int bh_agent_pipe(int fds[2]);
 /// TIOCSWINSZ on a terminal fd.
 int bh_agent_set_winsize(int fd, unsigned short rows, unsigned short columns);
 
-/// Opens a pty pair (master O_RDWR|O_NOCTTY|O_CLOEXEC, slave O_RDWR|O_NOCTTY|O_CLOEXEC).
-int bh_agent_openpty(int *master, int *slave);
+/// Opens a pty pair from the devpts instance of `ptmx` (the container's own /dev/pts/ptmx, so the slave has a
+/// name inside the container): master and slave O_RDWR|O_NOCTTY|O_CLOEXEC.
+int bh_agent_openpty(const char *ptmx, int *master, int *slave);
 
 /// reboot(2): power_off != 0 asks for RB_POWER_OFF, else RB_AUTOBOOT (with reboot=k: the i8042 reset).
 int bh_agent_reboot(int power_off);

@@ -1,0 +1,157 @@
+import CShims
+import Foundation
+import LinuxOS
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The engine's side of `--console-socket` for the tests: receives the pty master, optionally sets a window
+/// size on it and types a line, and collects what the guest writes to the terminal.
+final class TestConsole: @unchecked Sendable {
+    let path: String
+    let listener: Int32
+    private let lock = NSLock()
+    private var collected = ""
+    private let done = DispatchSemaphore(value: 0)
+
+    init(path: String, resize: (rows: UInt16, columns: UInt16)? = nil, type: String? = nil) throws {
+        self.path = path
+        listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { dst in for (i, b) in path.utf8.enumerated() { dst[i] = b } }
+        let ok = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard ok == 0, listen(listener, 1) == 0 else { throw POSIXError(.EADDRINUSE) }
+        Thread.detachNewThread { [self] in self.serve(resize: resize, type: type) }
+    }
+
+    private func serve(resize: (rows: UInt16, columns: UInt16)?, type: String?) {
+        defer { done.signal() }
+        let conn = accept(listener, nil, nil)
+        guard conn >= 0 else { return }
+        var name = [CChar](repeating: 0, count: 256)
+        let master = bh_recv_fd(conn, &name, 255)
+        close(conn)
+        guard master >= 0 else { return }
+        defer { close(master) }
+        if let resize { _ = bh_set_winsize(master, resize.rows, resize.columns) }
+        if let type { _ = type.withCString { write(master, $0, strlen($0)) } }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = read(master, &buffer, buffer.count)
+            if n <= 0 { break }  // EIO once the relay closes its slave
+            lock.lock(); collected += String(decoding: buffer[0..<n], as: UTF8.self); lock.unlock()
+        }
+    }
+
+    var output: String { lock.lock(); defer { lock.unlock() }; return collected }
+
+    func wait(timeout: Double = 120) -> String {
+        _ = done.wait(timeout: .now() + timeout)
+        return output
+    }
+
+    deinit { close(listener); unlink(path) }
+}
+
+/// exec, ps, stats, pause/resume and terminals in a microVM: one VM boot for the verbs against a running
+/// container, one for a terminal container (each boot costs seconds under TCG).
+@Suite(.serialized) struct MicroVMTierExecTests {
+    @Test(.enabled(if: Tier.ready, "\(Tier.missing ?? "")"), .timeLimit(.minutes(10)))
+    func execPsStatsPauseResumeInARunningVM() throws {
+        let s = try Tier.Scratch("exec", args: ["sh", "-c", "echo ready; while true; do sleep 1; done"], annotation: true)
+        let id = "exec"
+        let log = s.dir + "/out.log"
+        #expect(try Tier.runShell("\(Tier.bulkhead) \(s.globals.joined(separator: " ")) create -b \(s.bundle) \(id) >\(log) 2>&1 </dev/null") == 0,
+                "create failed: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+        defer { _ = try? Tier.run(s.globals + ["delete", "--force", id]) }
+        // exec before start: refused, as runc does.
+        let early = try Tier.run(s.globals + ["exec", id, "true"])
+        #expect(early.code != 0 && early.stderr.contains("not running"), "stderr: \(early.stderr)")
+        #expect(try Tier.run(s.globals + ["start", id]).code == 0)
+        #expect(Tier.waitUntil(120) { ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("ready") })
+
+        // Exit status, stdout and stderr of an exec'd process.
+        let r = try Tier.run(s.globals + ["exec", id, "sh", "-c", "echo out; echo err >&2; exit 5"])
+        #expect(r.code == 5, "stderr: \(r.stderr)")
+        #expect(r.text == "out\n")
+        #expect(r.stderr.contains("err"))
+        // Stdin reaches it and comes back byte-identical.
+        let input = s.dir + "/input"
+        let payload = Data((0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 7) })
+        try payload.write(to: URL(fileURLWithPath: input))
+        let cat = try Tier.run(s.globals + ["exec", id, "cat"], stdinFile: input)
+        #expect(cat.code == 0, "stderr: \(cat.stderr)")
+        let same = cat.stdout == payload
+        #expect(same, "exec cat returned \(cat.stdout.count) bytes of \(payload.count)")
+        // --process (runc's form): env and cwd from the process JSON.
+        let processFile = s.dir + "/process.json"
+        try #"{"user":{"uid":0,"gid":0},"args":["sh","-c","echo $FOO; pwd"],"env":["FOO=bar","PATH=/bin"],"cwd":"/tmp"}"#.write(toFile: processFile, atomically: true, encoding: .utf8)
+        let p = try Tier.run(s.globals + ["exec", "--process", processFile, id])
+        #expect(p.code == 0, "stderr: \(p.stderr)")
+        #expect(p.text == "bar\n/tmp\n")
+        // A program that does not exist: an error naming it, not a hang.
+        let missing = try Tier.run(s.globals + ["exec", id, "/no/such/program"])
+        #expect(missing.code != 0)
+        #expect(missing.stderr.contains("/no/such/program"), "stderr: \(missing.stderr)")
+        // --detach returns at once; the pid file names the host process that stands for it.
+        let detached = try Tier.run(s.globals + ["exec", "--detach", "--pid-file", s.dir + "/exec.pid", id, "sleep", "30"])
+        #expect(detached.code == 0, "stderr: \(detached.stderr)")
+        let execPid = Int32((try? String(contentsOfFile: s.dir + "/exec.pid", encoding: .utf8)) ?? "") ?? 0
+        #expect(execPid > 1 && ChildProcess.isAlive(execPid))
+
+        // ps lists the guest's processes (guest pids), the detached sleep among them.
+        let ps = try Tier.run(s.globals + ["ps", id])
+        #expect(ps.code == 0, "stderr: \(ps.stderr)")
+        #expect(ps.text.hasPrefix("PID"))
+        #expect(ps.text.contains("sleep 30"), "ps: \(ps.text)")
+        #expect(ps.text.contains("while true"), "ps: \(ps.text)")
+        // events --stats: usage from inside the guest.
+        let stats = try Tier.run(s.globals + ["events", "--stats", id])
+        #expect(stats.code == 0, "stderr: \(stats.stderr)")
+        let event = try JSONSerialization.jsonObject(with: stats.stdout) as? [String: Any]
+        let data = event?["data"] as? [String: Any]
+        let memory = (data?["memory"] as? [String: Any])?["usage"] as? [String: Any]
+        #expect(((memory?["usage"] as? Int) ?? 0) > 0, "stats: \(stats.text)")
+        #expect((((data?["pids"] as? [String: Any])?["current"] as? Int) ?? 0) >= 2, "stats: \(stats.text)")
+
+        // pause suspends the VM: state says paused, exec is refused; resume brings it back.
+        #expect(try Tier.run(s.globals + ["pause", id]).code == 0)
+        #expect(try Tier.state(s, id)["status"] as? String == "paused")
+        let whilePaused = try Tier.run(s.globals + ["exec", id, "true"])
+        #expect(whilePaused.code != 0 && whilePaused.stderr.contains("paused"), "stderr: \(whilePaused.stderr)")
+        let resumed = try Tier.run(s.globals + ["resume", id])
+        #expect(resumed.code == 0, "stderr: \(resumed.stderr)")
+        #expect(try Tier.state(s, id)["status"] as? String == "running")
+        #expect(try Tier.run(s.globals + ["exec", id, "true"]).code == 0)
+
+        // exec --tty: a terminal in the guest, handed to the console socket.
+        let console = try TestConsole(path: s.dir + "/exec-tty.sock")
+        let tty = try Tier.run(s.globals + ["exec", "--tty", "--console-socket", console.path, id, "sh", "-c", "tty; exit 4"])
+        #expect(tty.code == 4, "stderr: \(tty.stderr)")
+        #expect(console.wait(timeout: 30).contains("/dev/pts/"), "terminal output: \(console.output)")
+
+        // A signal to the exec's host process reaches the guest process.
+        kill(execPid, SIGTERM)
+        #expect(Tier.waitUntil(60) { !ChildProcess.isAlive(execPid) }, "the exec'd sleep did not end on SIGTERM")
+        #expect(try Tier.run(s.globals + ["kill", id, "KILL"]).code == 0)
+        #expect(Tier.waitUntil(60) { ((try? Tier.state(s, id))?["status"] as? String) == "stopped" })
+    }
+
+    @Test(.enabled(if: Tier.ready, "\(Tier.missing ?? "")"), .timeLimit(.minutes(10)))
+    func terminalContainerGetsAGuestPtyAndTheEnginesWindowSize() throws {
+        // The engine resizes its master right after receiving it; the guest must see that size (the spec's
+        // consoleSize, 30x100, is only the starting point).
+        let s = try Tier.Scratch("tty", args: ["sh", "-c", "sleep 1; tty; stty size; read line; echo got:$line"], annotation: true, terminal: true)
+        let console = try TestConsole(path: s.dir + "/tty.sock", resize: (40, 120), type: "typed\n")
+        let r = try Tier.run(s.globals + ["run", "-b", s.bundle, "--console-socket", console.path, "ttyc"])
+        #expect(r.code == 0, "stderr: \(r.stderr)")
+        let out = console.wait(timeout: 60)
+        #expect(out.contains("/dev/pts/0"), "terminal output: \(out)")
+        #expect(out.contains("40 120"), "terminal output: \(out)")
+        #expect(out.contains("got:typed"), "terminal output: \(out)")
+    }
+}
