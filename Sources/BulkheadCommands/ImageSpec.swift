@@ -24,6 +24,11 @@ struct ImageRunOverrides {
 /// and /etc/group (default root), the container's hostname, new pid/ipc/uts/mount/network/cgroup namespaces
 /// (no network beyond loopback), the usual mounts, masked and read-only paths.
 enum ImageSpecBuilder {
+    /// Annotation keys through which a deployment talks to the policy; never taken from an image's labels.
+    static func isDeploymentKey(_ key: String) -> Bool {
+        key.hasPrefix("bulkhead.") || key.hasPrefix("io.kubernetes.")
+    }
+
     static let defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
     static func build(image: ImageConfiguration, overrides o: ImageRunOverrides, rootfs: String,
@@ -62,7 +67,10 @@ enum ImageSpecBuilder {
         let resolved = try UserResolver.resolve(userSpec, root: rootfsDirectory)
         spec.process?.user = Spec.User(uid: resolved.uid, gid: resolved.gid, additionalGids: resolved.additionalGids.isEmpty ? nil : resolved.additionalGids)
         if let home = resolved.home, !env.contains(where: { $0.hasPrefix("HOME=") }) { spec.process?.env?.append("HOME=" + home) }
-        if let labels = config.labels, !labels.isEmpty { spec.annotations = labels }
+        // Image labels become annotations, except the keys a deployer uses to speak to the policy (tenant,
+        // isolation request, Kubernetes namespace): an image must not choose its own tenant or tier.
+        let labels = (config.labels ?? [:]).filter { !Self.isDeploymentKey($0.key) }
+        if !labels.isEmpty { spec.annotations = labels }
         for v in o.volumes {
             let parts = v.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
             guard parts.count == 2 || parts.count == 3, parts[0].hasPrefix("/"), parts[1].hasPrefix("/") else {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FoundationEssentials
+import OCIImage
 import Policy
 import PolicyGate
 
@@ -70,21 +71,33 @@ struct PolicyExplain: ParsableCommand, GlobalOptionsCarrier {
     func run() throws {
         let gate = try PolicyGate.load(policyPath: policy, auditPath: nil)
         let extraAnnotations = Self.pairs(annotations)
-        let imageName = image ?? imageArgument
+        var imageName = image ?? imageArgument
+        var imageDigest = digest
+        var imageLabels = Self.pairs(labels)
         var origin: ImageOrigin? = nil
-        if importedBy != nil || source != nil { origin = ImageOrigin(importedBy: importedBy, source: source) }
+        // An image in the store is explained with the facts `run IMAGE` gives the policy (digest, importer,
+        // source, labels); options given on the command line win.
+        if let name = imageName, let stored = try? ImageStore(dataRoot: globals.dataRoot).resolve(name) {
+            let facts = ImageFacts(stored, reference: name)
+            imageName = facts.name
+            imageDigest = imageDigest ?? facts.digest
+            imageLabels = facts.labels.merging(imageLabels) { $1 }
+            origin = ImageOrigin(importedBy: importedBy ?? facts.origin.importedBy, source: source ?? facts.origin.source)
+        } else if importedBy != nil || source != nil {
+            origin = ImageOrigin(importedBy: importedBy, source: source)
+        }
         var request: DeploymentRequest
         if let bundle {
             request = try DeploymentRequest.forBundle(bundle, tenant: tenant, isolation: isolation, image: imageName,
-                                                      digest: digest, origin: origin, labels: Self.pairs(labels))
+                                                      digest: imageDigest, origin: origin, labels: imageLabels)
             if !extraAnnotations.isEmpty {
                 request.annotations.merge(extraAnnotations) { $1 }
                 request.tenant = DeploymentRequest.resolveTenant(explicit: tenant, annotations: request.annotations)
                 request.requestedIsolation = try DeploymentRequest.resolveIsolation(explicit: isolation, annotations: request.annotations)
             }
         } else {
-            request = DeploymentRequest(image: imageName, digest: digest, origin: origin ?? ImageOrigin(),
-                                        annotations: extraAnnotations, labels: Self.pairs(labels))
+            request = DeploymentRequest(image: imageName, digest: imageDigest, origin: origin ?? ImageOrigin(),
+                                        annotations: extraAnnotations, labels: imageLabels)
             request.tenant = DeploymentRequest.resolveTenant(explicit: tenant, annotations: extraAnnotations)
             request.requestedIsolation = try DeploymentRequest.resolveIsolation(explicit: isolation, annotations: extraAnnotations)
         }

@@ -93,12 +93,12 @@ struct Run: ParsableCommand, GlobalOptionsCarrier {
 
     /// create + start; unless detached, waits and returns the exit status (deleting the container afterwards).
     func createStartWait(id: String, bundle: String, spec: Spec, consoleSocket: String?, deleteAfter: Bool,
-                         extra: [String: String]?, relay: ConsoleRelay? = nil) throws -> Int32? {
+                         extra: [String: String]?, relay: ConsoleRelay? = nil, image: ImageFacts? = nil) throws -> Int32? {
         let record = try RuntimeSupport.create(globals: globals, id: id, bundle: bundle, spec: spec, pidFile: options.pidFile,
                                                consoleSocket: consoleSocket, noPivot: options.noPivot,
                                                noNewKeyring: options.noNewKeyring, preserveFds: options.preserveFds,
                                                foreground: !detach, policy: policy, extra: extra,
-                                               hypervisorURI: options.hypervisorURI)
+                                               hypervisorURI: options.hypervisorURI, image: image)
         let backend = try RuntimeSupport.backend(named: record.backend, globals: globals)
         do {
             let directory = try RuntimeSupport.store(globals).open(id: id)
@@ -141,7 +141,7 @@ struct Run: ParsableCommand, GlobalOptionsCarrier {
             let code = try createStartWait(id: id, bundle: bundle, spec: spec, consoleSocket: relay?.path,
                                            deleteAfter: rm, extra: ["image": target, "dataRoot": globals.dataRoot,
                                                    "imageDigest": image.manifestDigest],
-                                           relay: relay)
+                                           relay: relay, image: ImageFacts(image, reference: target))
             if detach { print(id); return }
             if !rm { print(id, to: &StandardError.shared) }
             throw ExitCode(code ?? 0)

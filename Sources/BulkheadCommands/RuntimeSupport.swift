@@ -49,8 +49,8 @@ enum RuntimeSupport {
     static func create(globals: GlobalOptions, id: String, bundle: String, spec specAsGiven: Spec, pidFile: String?,
                        consoleSocket: String?, noPivot: Bool, noNewKeyring: Bool, preserveFds: Int,
                        foreground: Bool, policy: PolicyOptions, extra: [String: String]? = nil,
-                       hypervisorURI: String? = nil) throws -> ContainerRecord {
-        let decision = try PolicyAdmission.admit(policy, id: id, bundle: bundle)
+                       hypervisorURI: String? = nil, image: ImageFacts? = nil) throws -> ContainerRecord {
+        let decision = try PolicyAdmission.admit(policy, id: id, bundle: bundle, image: image)
         let tier = decision.granted!.rawValue
         var spec = specAsGiven
         try PolicyAdmission.apply(decision, to: &spec)
@@ -64,7 +64,8 @@ enum RuntimeSupport {
         annotations["bulkhead.policy.rule"] = decision.rule
         var record = ContainerRecord(id: id, backend: tier, bundle: bundle, rootfs: rootfs,
                                      created: Timestamp.now(), annotations: annotations)
-        record.extra = extra
+        let vm = PolicyAdmission.microVMSettings(decision)
+        record.extra = vm.isEmpty ? extra : (extra ?? [:]).merging(vm) { $1 }
         let backend = try backend(named: record.backend, globals: globals, hypervisorURI: hypervisorURI)
         do {
             try directory.save(record)

@@ -29,17 +29,43 @@ public struct MicroVMBackend: Backend {
 
     static let defaultMemoryMiB = 256
 
-    /// Memory for the VM: the spec's memory limit plus room for the guest kernel and agent, at least 128 MiB.
-    static func memoryMiB(_ spec: Spec) -> Int {
-        guard let limit = number(spec.linux?.resources?.memory, "limit"), limit > 0 else { return defaultMemoryMiB }
-        return max(128, Int(limit) >> 20 + 64)
+    /// Memory for the VM: the spec's memory limit plus room for the guest kernel and agent, at least 128 MiB;
+    /// the policy's `memory` (recorded as `vm.memoryMiB`), when set, is the most it gets.
+    static func memoryMiB(_ spec: Spec, policy: [String: String]? = nil) -> Int {
+        let fromPolicy = policy?["vm.memoryMiB"].flatMap { Int($0) }.map { max(128, $0) }
+        guard let limit = number(spec.linux?.resources?.memory, "limit"), limit > 0 else { return fromPolicy ?? defaultMemoryMiB }
+        let fromSpec = max(128, Int(limit) >> 20 + 64)
+        return fromPolicy.map { min($0, fromSpec) } ?? fromSpec
     }
 
-    /// vCPUs: the CPU quota rounded up (1 when unlimited), at most 8.
-    static func vcpus(_ spec: Spec) -> Int {
+    /// vCPUs: the CPU quota rounded up (1 when unlimited), at most 8; the policy's `vcpus` (`vm.vcpus`), when set,
+    /// is used where the spec sets no quota and is the most it gets where it does.
+    static func vcpus(_ spec: Spec, policy: [String: String]? = nil) -> Int {
+        let fromPolicy = policy?["vm.vcpus"].flatMap { Int($0) }.map { min(8, max(1, $0)) }
         guard let quota = number(spec.linux?.resources?.cpu, "quota"), quota > 0,
-              let period = number(spec.linux?.resources?.cpu, "period"), period > 0 else { return 1 }
-        return min(8, max(1, Int((quota / period).rounded(.up))))
+              let period = number(spec.linux?.resources?.cpu, "period"), period > 0 else { return fromPolicy ?? 1 }
+        let fromSpec = min(8, max(1, Int((quota / period).rounded(.up))))
+        return fromPolicy.map { min($0, fromSpec) } ?? fromSpec
+    }
+
+    /// The hypervisor driver the policy asks for. `kvm` (Bulkhead's own VMM as a backend driver) is not wired
+    /// into this backend yet: asking for it is an error naming the rule, never a quiet switch to libvirt.
+    static func checkHypervisor(_ extra: [String: String]?) throws {
+        guard let wanted = extra?["vm.hypervisor"], wanted != "auto", wanted != "libvirt" else { return }
+        let rule = extra?["vm.rule"].map { " (policy rule '\($0)')" } ?? ""
+        throw RuntimeError("hypervisor '\(wanted)'\(rule) is not available to the microVM backend on this build: only the libvirt driver runs containers so far (`bulkhead vm run` runs Bulkhead's own VMM directly); set hypervisor: libvirt or auto in the policy")
+    }
+
+    /// The guest kernel: Bulkhead's (kernels/build) unless the policy names an absolute path to a bzImage.
+    static func kernelImage(_ extra: [String: String]?) throws -> String {
+        if let k = extra?["vm.kernel"], k != "default" {
+            guard k.hasPrefix("/") else { throw RuntimeError("policy kernel '\(k)' must be 'default' or an absolute path to a bzImage") }
+            guard access(k, R_OK) == 0 else {
+                throw RuntimeError("policy kernel \(k) cannot be read: \(String(cString: strerror(errno))); fix the path in the policy or use 'default'")
+            }
+            return k
+        }
+        return try MicroVMPaths.kernelDirectory() + "/bzImage"
     }
 
     static func number(_ value: JSONValue?, _ key: String) -> Double? {
@@ -56,8 +82,9 @@ public struct MicroVMBackend: Backend {
         record.extra = (record.extra ?? [:]).merging(["containerData": containerData, "stateDirectory": state]) { $1 }
         try directory.save(record)
         do {
+            try Self.checkHypervisor(record.extra)
             try MicroVMPaths.makeDirectories(containerData)
-            let kernelDir = try MicroVMPaths.kernelDirectory()
+            let kernel = try Self.kernelImage(record.extra)
             let initramfs = try Self.initramfs(cache: vmRoot + "/initramfs")
             // Image form: one shared image per manifest digest, from the merged layers (the container's overlay).
             // Bundle form: a per-container image of the bundle's rootfs (hashing the whole tree to share it would
@@ -77,17 +104,17 @@ public struct MicroVMBackend: Backend {
                 uri = "qemu:///embed?root=" + embedRoot!
             }
             // The same kernel command line as plain QEMU gets (QEMUCommand): console, i8042 reset, the image disk.
-            var qemu = QEMUCommand(kernel: kernelDir + "/bzImage", initramfs: initramfs, consoleLog: state + "/" + MonitorConfig.consoleLog)
+            var qemu = QEMUCommand(kernel: kernel, initramfs: initramfs, consoleLog: state + "/" + MonitorConfig.consoleLog)
             qemu.rootfsImage = image.path
             let domain = DomainDefinition(
-                name: "bulkhead-" + request.id, type: probe.domainType, memoryMiB: Self.memoryMiB(request.spec),
-                vcpus: Self.vcpus(request.spec), kernel: kernelDir + "/bzImage", initramfs: initramfs,
+                name: "bulkhead-" + request.id, type: probe.domainType, memoryMiB: Self.memoryMiB(request.spec, policy: record.extra),
+                vcpus: Self.vcpus(request.spec, policy: record.extra), kernel: kernel, initramfs: initramfs,
                 commandLine: qemu.kernelCommandLine, rootfsImage: image.path,
                 consoleLog: state + "/" + MonitorConfig.consoleLog,
                 controlSocket: state + "/" + MonitorConfig.controlSocket, stdioSocket: state + "/" + MonitorConfig.stdioSocket)
             var config = MonitorConfig(containerID: request.id, stateDirectory: state, hypervisorURI: uri, embedRoot: embedRoot,
                                        sharedCapabilityCache: dataRoot + "/libvirt/.capabilities",
-                                       domain: domain, specPath: request.bundle + "/config.json")
+                                       domain: domain, specPath: state + "/spec.json")
             if request.spec.process?.terminal == true {
                 guard let socket = request.consoleSocket else {
                     throw MicroVMError("process.terminal is true: give --console-socket (or set terminal to false)")
@@ -96,6 +123,9 @@ public struct MicroVMBackend: Backend {
             }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .withoutEscapingSlashes]
+            // The guest gets the spec as admitted (the policy's ceilings and settings applied), not the bundle's file.
+            let specFile = try FileDescriptor.open(state + "/spec.json", O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
+            try specFile.writeAll(Array(try encoder.encode(request.spec)), path: state + "/spec.json")
             let file = try FileDescriptor.open(state + "/" + MonitorConfig.fileName, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
             try file.writeAll(Array(try encoder.encode(config)), path: state + "/" + MonitorConfig.fileName)
             record.extra?["domain"] = domain.name

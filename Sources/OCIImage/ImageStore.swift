@@ -14,6 +14,9 @@ public struct StoredImage: Sendable {
     public let config: ImageConfiguration
     /// `sha256:…` diff IDs, bottom layer first.
     public let layerDiffIDs: [String]
+    /// Who imported it (`root`, `uid:N`) and from where (`oci-archive:FILE`, …); nil when the store does not know.
+    public var importedBy: String? = nil
+    public var source: String? = nil
 }
 
 /// One imported image in the store's state file.
@@ -28,6 +31,11 @@ public struct ImageRecord: Codable, Sendable, Equatable {
     public var created: String?
     public var imported: String
     public var platform: String
+    /// Who imported it: `root`, or `uid:N` of the importing user (the policy's `imported_by`). Absent in records
+    /// written before provenance was kept; those count as unknown.
+    public var importedBy: String?
+    /// Where it came from: `oci:DIR`, `oci-archive:FILE` or `docker-archive:FILE`, absolute (the policy's `source`).
+    public var source: String?
 }
 
 /// A container's claim on layer snapshots (its prepared root filesystem).
@@ -133,7 +141,8 @@ public struct ImageStore: Sendable {
         let (record, name) = try withLock(.shared) { try Self.find(reference, in: try loadState()) }
         let config = try readConfig(record)
         return StoredImage(name: name, manifestDigest: record.digest.description, config: config,
-                           layerDiffIDs: record.diffIDs.map(\.description))
+                           layerDiffIDs: record.diffIDs.map(\.description), importedBy: record.importedBy,
+                           source: record.source)
     }
 
     func readBlob(_ digest: Digest, limit: Int = 16 << 20) throws -> [UInt8] {

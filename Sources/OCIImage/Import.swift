@@ -75,7 +75,8 @@ extension ImageStore {
     private func importOnce(from path: String, options: ImportOptions, progress: (ImportEvent) -> Void) throws -> ImportResult {
         let source = try Self.openSource(path)
         var resolved: ResolvedImage
-        if source.has("manifest.json") && !source.has("index.json") {
+        let isDockerArchive = source.has("manifest.json") && !source.has("index.json")
+        if isDockerArchive {
             resolved = try resolveDockerArchive(source, options: options)
         } else {
             resolved = try resolveLayout(source, options: options)
@@ -199,7 +200,8 @@ extension ImageStore {
         let record = ImageRecord(
             digest: resolved.manifestDigest, names: name.map { [$0] } ?? [], config: configDigest,
             layers: layerDescriptors.map(\.digest), diffIDs: diffIDs, size: size, created: resolved.config.created,
-            imported: Timestamp.now(), platform: resolved.config.platform.description)
+            imported: Timestamp.now(), platform: resolved.config.platform.description,
+            importedBy: Self.importer(), source: Self.sourceDescription(path, isDockerArchive: isDockerArchive))
 
         let finalRecord: ImageRecord = try withLock(.exclusive) {
             for staged in try stagedBlobs.entries() where Digest(hex: staged) != nil {
@@ -221,6 +223,9 @@ extension ImageStore {
             if let existing = state.images.firstIndex(where: { $0.digest == record.digest }) {
                 merged.names = state.images[existing].names + record.names.filter { !state.images[existing].names.contains($0) }
                 merged.imported = state.images[existing].imported
+                // Provenance is the first import's; a record from before provenance was kept takes this one's.
+                merged.importedBy = state.images[existing].importedBy ?? record.importedBy
+                merged.source = state.images[existing].source ?? record.source
                 state.images[existing] = merged
             } else {
                 state.images.append(merged)
@@ -229,6 +234,25 @@ extension ImageStore {
             return merged
         }
         return ImportResult(record: finalRecord, layersUnpacked: unpacked, layersShared: shared, bytesRead: bytesRead)
+    }
+
+    /// The importing user as the policy names it: `root`, or `uid:N`.
+    static func importer() -> String {
+        let uid = getuid()
+        return uid == 0 ? "root" : "uid:\(uid)"
+    }
+
+    /// `oci:DIR`, `oci-archive:FILE` or `docker-archive:FILE`, with the path made absolute.
+    static func sourceDescription(_ path: String, isDockerArchive: Bool) -> String {
+        var absolute = path
+        if !path.hasPrefix("/") {
+            var buffer = [CChar](repeating: 0, count: Int(PATH_MAX))
+            if let real = realpath(path, &buffer) { absolute = String(cString: real) }
+        }
+        var st = stat()
+        let isDirectory = stat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFDIR
+        let kind = isDirectory ? "oci" : (isDockerArchive ? "docker-archive" : "oci-archive")
+        return kind + ":" + absolute
     }
 
     static func openSource(_ path: String) throws -> ImageSource {

@@ -65,16 +65,21 @@ public struct PolicyGate: Sendable {
         let real = try HostPath.resolve(path)
         for dir in HostPath.ancestors(of: real) {
             let dst = try HostPath.stat(dir, followSymlinks: false)
-            if let problem = trustProblem(dst, what: "directory \(dir) (above policy \(path))") { throw PolicyGateError(problem) }
+            if let problem = trustProblem(dst, what: "directory \(dir) (above policy \(path))", stickyAllowed: true) { throw PolicyGateError(problem) }
         }
         return try fd.readAll(limit: 8 << 20, path: path)
     }
 
     /// Why a file or directory with this stat could be changed by someone other than root, or nil.
-    static func trustProblem(_ st: stat, what: String) -> String? {
+    ///
+    /// `stickyAllowed` is for the directories above the file: a root-owned directory with the sticky bit (/tmp,
+    /// a chroot's /run) may be writable by others, because there only an entry's owner (or root) can rename or
+    /// remove it, and every entry on the way down to the policy is itself checked to be root's.
+    static func trustProblem(_ st: stat, what: String, stickyAllowed: Bool = false) -> String? {
         if st.st_uid != 0 {
             return "refusing \(what): it is owned by uid \(st.st_uid), not root, so that user could rewrite the policy; `chown root:root` it"
         }
+        if stickyAllowed && st.st_mode & S_IFMT == S_IFDIR && st.st_mode & S_ISVTX != 0 { return nil }
         // World-writable first: it is the worse problem, and `chmod o-w` alone would leave the group's.
         if st.st_mode & S_IWOTH != 0 {
             return "refusing \(what): it is writable by everyone (mode \(String(st.st_mode & 0o7777, radix: 8))); `chmod go-w` it"

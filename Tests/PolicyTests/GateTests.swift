@@ -5,8 +5,8 @@ import Foundation
 
 let isRoot = getuid() == 0
 
-/// A scratch directory whose whole chain is root-owned and not world-writable (under /run, not /tmp, whose
-/// sticky world-writable mode the trust check rightly refuses).
+/// A scratch directory whose whole chain is root-owned (root-owned sticky directories such as /tmp are accepted
+/// above a policy; the directory itself is 0755).
 func trustedScratch(_ name: String) throws -> String {
     let dir = "/run/bulkhead-policy-tests-\(getpid())-\(name)"
     try? FileManager.default.removeItem(atPath: dir)
@@ -64,6 +64,15 @@ func trustedScratch(_ name: String) throws -> String {
         chmod(dir, 0o777)
         e = #expect(throws: PolicyGateError.self) { try PolicyGate.load(policyPath: path, auditPath: nil) }
         #expect(e?.description.contains("refusing directory \(dir) (above policy") == true)
+        // Sticky and root's (like /tmp): others may add entries but cannot rename or remove root's, so allowed.
+        chmod(dir, 0o1777)
+        _ = try PolicyGate.load(policyPath: path, auditPath: nil)
+        // Sticky but someone else's: that owner can replace any entry.
+        chown(dir, 1000, 0)
+        e = #expect(throws: PolicyGateError.self) { try PolicyGate.load(policyPath: path, auditPath: nil) }
+        #expect(e?.description.contains("refusing directory \(dir) (above policy") == true)
+        #expect(e?.description.contains("owned by uid 1000") == true)
+        chown(dir, 0, 0)
         chmod(dir, 0o755)
         _ = try PolicyGate.load(policyPath: path, auditPath: nil)
 

@@ -42,4 +42,45 @@ struct ImageFormTests {
         let ambiguous = try TestEnv.run(["/bin/sh", "-c", "cd \(cwdBundle) && exec \"$@\"", "sh"] + base + ["run", "bb"])
         #expect(ambiguous.code == 1 && ambiguous.stderr.contains("ambiguous"), "\(ambiguous.stderr)")
     }
+
+    /// `run IMAGE` and `policy explain IMAGE` give the policy the same facts from the store: the image's name,
+    /// digest, who imported it and from where.
+    @Test func imageFormGivesThePolicyTheImagesFacts() throws {
+        let dir = try TestEnv.scratch("imagefacts")
+        defer { TestEnv.remove(dir) }
+        chmod(dir, 0o755)
+        let archive = dir + "/busybox.tar"
+        let made = try TestEnv.run([TestEnv.packageRoot + "/scripts/make-busybox-image", archive], timeout: 120)
+        #expect(made.code == 0, "\(made.stderr)")
+        let base = [TestEnv.bulkhead, "--root", dir + "/state", "--data-root", dir + "/data"]
+        func bh(_ args: [String]) throws -> TestEnv.Result { try TestEnv.run(base + args) }
+        #expect(try bh(["image", "import", archive, "--name", "bb:1"]).code == 0)
+        let digest = try bh(["image", "inspect", "bb:1"]).stdout
+        let policy = dir + "/policy.yaml"
+        try """
+            version: 1
+            rules:
+              - name: bb-from-that-archive
+                match:
+                  image: "docker.io/library/bb:*"
+                  imported_by: root
+                  source: "oci-archive:\(archive)"
+                decide: deny
+                reason: test rule
+              - name: default
+                decide: namespace
+            """.write(toFile: policy, atomically: false, encoding: .utf8)
+        chmod(policy, 0o644)
+        let explain = try bh(["policy", "explain", "--policy", policy, "bb:1"])
+        #expect(explain.code == 0, "\(explain.stderr)")
+        #expect(explain.stdout.contains("rule:      bb-from-that-archive"), "\(explain.stdout)")
+        #expect(explain.stdout.contains("imported_by=root source=oci-archive:\(archive)"), "\(explain.stdout)")
+        #expect(digest.contains("sha256:") && explain.stdout.contains("digest=sha256:"), "\(explain.stdout)")
+        let run = try bh(["run", "--policy", policy, "--audit-log", dir + "/audit.jsonl", "--rm", "bb:1", "true"])
+        #expect(run.code == 1 && run.stderr.contains("bb-from-that-archive"), "\(run.code) \(run.stderr)")
+        let audit = (try? String(contentsOfFile: dir + "/audit.jsonl", encoding: .utf8)) ?? ""
+        #expect(audit.contains("\"rule\":\"bb-from-that-archive\"") && audit.contains("\"outcome\":\"deny\""), "\(audit)")
+        // Nothing was built for the refused container.
+        #expect(try bh(["list", "-q"]).stdout.isEmpty)
+    }
 }

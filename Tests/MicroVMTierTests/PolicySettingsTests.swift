@@ -1,0 +1,54 @@
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The policy's microVM settings and resource ceilings reach the VM: guest memory and vCPUs come from the rule,
+/// and a hypervisor the backend cannot provide is an error naming the rule (no quiet switch).
+@Suite(.serialized) struct MicroVMPolicySettingsTests {
+    static func writePolicy(_ s: Tier.Scratch, _ microvm: String) throws -> String {
+        chmod(s.dir, 0o755)
+        let path = s.dir + "/policy.yaml"
+        try """
+            version: 1
+            rules:
+              - name: sized-vm
+                match: {has_tenant: true}
+                decide: microvm
+                microvm:
+            \(microvm)
+                resources:
+                  pids: 321
+              - name: default
+                decide: namespace
+            """.write(toFile: path, atomically: false, encoding: .utf8)
+        chmod(path, 0o644)
+        return path
+    }
+
+    @Test(.enabled(if: Tier.ready, "\(Tier.missing ?? "")"), .timeLimit(.minutes(10)))
+    func guestMemoryAndVCPUsComeFromThePolicy() throws {
+        let s = try Tier.Scratch("sized", args: ["sh", "-c", "busybox grep MemTotal /proc/meminfo; busybox nproc"])
+        let policy = try Self.writePolicy(s, "      vcpus: 2\n      memory: 160Mi")
+        let r = try Tier.run(s.globals + ["run", "--policy", policy, "--audit-log", s.dir + "/audit.jsonl",
+                                          "--tenant", "acme", "-b", s.bundle, "sized"])
+        #expect(r.code == 0, "stderr: \(r.stderr)")
+        let lines = r.text.split(separator: "\n").map(String.init)
+        let kB = lines.first.flatMap { $0.split(separator: " ").dropFirst().first }.flatMap { Int($0) } ?? 0
+        // MemTotal is the guest memory less what the kernel reserves: between 100 MiB and 160 MiB.
+        #expect(kB > 100 * 1024 && kB <= 160 * 1024, "guest MemTotal \(kB) kB for a 160 MiB VM: \(r.text)")
+        #expect(lines.dropFirst().first == "2", "guest nproc: \(r.text)")
+    }
+
+    @Test(.enabled(if: Tier.ready, "\(Tier.missing ?? "")"), .timeLimit(.minutes(5)))
+    func anUnavailableHypervisorIsAnErrorNamingTheRule() throws {
+        let s = try Tier.Scratch("hv", args: ["true"])
+        let policy = try Self.writePolicy(s, "      hypervisor: kvm")
+        let r = try Tier.run(s.globals + ["run", "--policy", policy, "--audit-log", s.dir + "/audit.jsonl",
+                                          "--tenant", "acme", "-b", s.bundle, "hv"])
+        #expect(r.code == 1)
+        #expect(r.stderr.contains("hypervisor 'kvm'") && r.stderr.contains("sized-vm"), "stderr: \(r.stderr)")
+        #expect(try Tier.run(s.globals + ["list", "-q"]).text.isEmpty, "the refused container is left behind")
+    }
+}
