@@ -155,3 +155,58 @@ final class TestConsole: @unchecked Sendable {
         #expect(out.contains("got:typed"), "terminal output: \(out)")
     }
 }
+
+/// The spec's `linux` section applied inside the guest, behind the VM boundary: namespaces, a cgroup with the
+/// memory and pids limits (a memory hog is killed at the limit, the container goes on), hostname, rlimits.
+@Suite(.serialized) struct MicroVMTierLinuxSectionTests {
+    @Test(.enabled(if: Tier.ready, "\(Tier.missing ?? "")"), .timeLimit(.minutes(10)))
+    func namespacesCgroupLimitsAndAMemoryHogInsideTheGuest() throws {
+        let script = [
+            "echo pid=$$",
+            "echo cgroup=$(cat /proc/self/cgroup)",
+            "echo memory.max=$(cat /sys/fs/cgroup/container/memory.max)",
+            "echo pids.max=$(cat /sys/fs/cgroup/container/pids.max)",
+            "echo host=$(hostname)",
+            "echo nofile=$(ulimit -n)",
+            "echo memtotal=$(grep MemTotal /proc/meminfo | tr -s ' ' | cut -d' ' -f2)",
+            "echo procs=$(ls /proc | grep -c '^[0-9]')",
+            // Doubling a shell variable: unbounded growth until the cgroup's OOM killer ends the subshell.
+            "(a=x; while true; do a=\"$a$a\"; done)",
+            "echo hog-status=$?",
+            "echo $(grep oom_kill /sys/fs/cgroup/container/memory.events)",
+        ].joined(separator: "; ")
+        let s = try Tier.Scratch("limits", args: ["sh", "-c", script], annotation: true)
+        for tool in ["hostname", "ls", "grep", "tr", "cut"] {
+            try? FileManager.default.createSymbolicLink(atPath: s.bundle + "/rootfs/bin/" + tool, withDestinationPath: "busybox")
+        }
+        let spec = #"""
+            {"ociVersion":"1.0.2","hostname":"limited","root":{"path":"rootfs"},
+             "process":{"user":{"uid":0,"gid":0},"args":["sh","-c",\#(String(decoding: try JSONEncoder().encode(script), as: UTF8.self))],
+                        "env":["PATH=/bin"],"cwd":"/","rlimits":[{"type":"RLIMIT_NOFILE","hard":333,"soft":333}]},
+             "annotations":{"bulkhead.isolation":"microvm"},
+             "linux":{"namespaces":[{"type":"pid"},{"type":"mount"},{"type":"uts"},{"type":"ipc"},{"type":"network"}],
+                      "resources":{"memory":{"limit":67108864},"pids":{"limit":64}}}}
+            """#
+        try spec.write(toFile: s.bundle + "/config.json", atomically: true, encoding: .utf8)
+        let r = try Tier.run(s.globals + ["run", "-b", s.bundle, "limits"])
+        defer { _ = try? Tier.run(s.globals + ["delete", "--force", "limits"]) }
+        #expect(r.code == 0, "stderr: \(r.stderr)")
+        let out = r.text
+        #expect(out.contains("pid=1\n"), "a pid namespace of its own: \(out)")
+        #expect(out.contains("cgroup=0::/container\n"), "\(out)")
+        #expect(out.contains("memory.max=67108864\n"), "\(out)")
+        #expect(out.contains("pids.max=64\n"), "\(out)")
+        #expect(out.contains("host=limited\n"), "\(out)")
+        #expect(out.contains("nofile=333\n"), "\(out)")
+        // The guest's other processes (the agent) are not visible from the container's pid namespace.
+        // Only the container's own processes are in its /proc (sh, the $(…) subshell, ls, grep): not the guest's
+        // kernel threads and agent, which are dozens.
+        let procs = out.split(separator: "\n").first { $0.hasPrefix("procs=") }.flatMap { Int($0.dropFirst(6)) } ?? 0
+        #expect((1...6).contains(procs), "processes visible in the container: \(procs)")
+        #expect(out.contains("hog-status=137\n"), "the hog must be killed by SIGKILL at the limit: \(out)")
+        #expect(out.contains("oom_kill 1") || out.contains("oom_kill 2"), "\(out)")
+        // The VM itself got the limit plus 64 MiB for the guest kernel and agent (128 MiB, less what the kernel keeps).
+        let memTotal = out.split(separator: "\n").first { $0.hasPrefix("memtotal=") }.flatMap { Int($0.dropFirst(9)) } ?? 0
+        #expect((90_000...131_072).contains(memTotal), "guest MemTotal \(memTotal) KiB")
+    }
+}
