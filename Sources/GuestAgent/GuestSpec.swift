@@ -148,7 +148,10 @@ public struct GuestMount: Decodable, Sendable, Equatable {
             "ro": 1, "nosuid": 2, "nodev": 4, "noexec": 8, "sync": 16, "remount": 32, "mand": 64, "dirsync": 128,
             "noatime": 1024, "nodiratime": 2048, "relatime": 1 << 21, "strictatime": 1 << 24,
         ]
-        let clearing: Set<String> = ["rw", "suid", "dev", "exec", "async", "atime", "diratime", "norelatime", "nostrictatime"]
+        let clearing: Set<String> = ["rw", "suid", "dev", "exec", "async", "atime", "diratime", "norelatime", "nostrictatime",
+                                     // Propagation (applied separately by runc, meaningless as mount data) and engine hints.
+                                     "private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable", "runbindable",
+                                     "tmpcopyup", "notmpcopyup", "copy-symlink", "z", "Z", "U", "idmap"]
         var flags: UInt = 0
         var data: [String] = []
         for option in options ?? [] {

@@ -100,7 +100,7 @@ public struct MicroVMBackend: Backend {
             var uri = hypervisorURI ?? ""
             var embedRoot: String? = nil
             if uri.isEmpty {
-                embedRoot = dataRoot + "/libvirt/" + request.id
+                embedRoot = dataRoot + "/libvirt/" + Self.shortName(request.id)
                 uri = "qemu:///embed?root=" + embedRoot!
             }
             // The same kernel command line as plain QEMU gets (QEMUCommand): console, i8042 reset, the image disk.
@@ -138,6 +138,16 @@ public struct MicroVMBackend: Backend {
             try? delete(record, directory: directory, force: true)
             throw error
         }
+    }
+
+    /// A short, stable directory name for a container id: QEMU's sockets under the embed root must fit in a
+    /// unix socket path (108 bytes), and engines use 64-character ids. Ids of up to 16 characters are kept.
+    static func shortName(_ id: String) -> String {
+        if id.utf8.count <= 16 { return id }
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325  // FNV-1a 64
+        for byte in id.utf8 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
+        let hex = String(hash, radix: 16)
+        return "h" + String(repeating: "0", count: 16 - hex.count) + hex
     }
 
     /// The agent's initramfs, built once per agent binary (keyed by its size and mtime).
