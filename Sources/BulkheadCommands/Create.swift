@@ -28,6 +28,7 @@ struct BundleCreateOptions: ParsableArguments {
 /// `bulkhead create`: builds the container (namespaces, rootfs, cgroup, devices) and leaves its init waiting.
 struct Create: ParsableCommand, GlobalOptionsCarrier {
     static let configuration = CommandConfiguration(
+        commandName: "create",
         abstract: "Create a container from a bundle; its program waits until `start`.")
 
     @OptionGroup var globals: GlobalOptions
@@ -47,7 +48,8 @@ struct Create: ParsableCommand, GlobalOptionsCarrier {
 
 /// `bulkhead start`: lets a created container's program run.
 struct Start: ParsableCommand, GlobalOptionsCarrier {
-    static let configuration = CommandConfiguration(abstract: "Start a created container.")
+    static let configuration = CommandConfiguration(
+        commandName: "start", abstract: "Start a created container.")
     @OptionGroup var globals: GlobalOptions
     @Argument(help: "The container ID.") var id: String
 
@@ -60,7 +62,8 @@ struct Start: ParsableCommand, GlobalOptionsCarrier {
 
 /// `bulkhead state`: runc's state JSON.
 struct State: ParsableCommand, GlobalOptionsCarrier {
-    static let configuration = CommandConfiguration(abstract: "Print the state of a container as JSON.")
+    static let configuration = CommandConfiguration(
+        commandName: "state", abstract: "Print the state of a container as JSON.")
     @OptionGroup var globals: GlobalOptions
     @Argument(help: "The container ID.") var id: String
 
@@ -73,7 +76,8 @@ struct State: ParsableCommand, GlobalOptionsCarrier {
 
 /// `bulkhead kill`: sends a signal to the container's init (or, with --all, every process in it).
 struct Kill: ParsableCommand, GlobalOptionsCarrier {
-    static let configuration = CommandConfiguration(abstract: "Send a signal (default SIGTERM) to a container.")
+    static let configuration = CommandConfiguration(
+        commandName: "kill", abstract: "Send a signal (default SIGTERM) to a container.")
     @OptionGroup var globals: GlobalOptions
     @Flag(name: [.short, .customLong("all")], help: "Signal every process in the container.") var all = false
     @Argument(help: "The container ID.") var id: String
@@ -88,7 +92,8 @@ struct Kill: ParsableCommand, GlobalOptionsCarrier {
 
 /// `bulkhead delete`: releases a stopped (or, with --force, any) container.
 struct Delete: ParsableCommand, GlobalOptionsCarrier {
-    static let configuration = CommandConfiguration(abstract: "Delete a container and everything it holds.")
+    static let configuration = CommandConfiguration(
+        commandName: "delete", abstract: "Delete a container and everything it holds.")
     @OptionGroup var globals: GlobalOptions
     @Flag(name: [.short, .customLong("force")], help: "Kill the container first if it is running.") var force = false
     @Argument(help: "The container ID.") var id: String
@@ -114,7 +119,8 @@ struct Delete: ParsableCommand, GlobalOptionsCarrier {
 
 /// `bulkhead pause` / `resume`: the cgroup freezer.
 struct Pause: ParsableCommand, GlobalOptionsCarrier {
-    static let configuration = CommandConfiguration(abstract: "Freeze every process of a container.")
+    static let configuration = CommandConfiguration(
+        commandName: "pause", abstract: "Freeze every process of a container.")
     @OptionGroup var globals: GlobalOptions
     @Argument(help: "The container ID.") var id: String
     func run() throws {
@@ -124,7 +130,8 @@ struct Pause: ParsableCommand, GlobalOptionsCarrier {
 }
 
 struct Resume: ParsableCommand, GlobalOptionsCarrier {
-    static let configuration = CommandConfiguration(abstract: "Thaw a paused container.")
+    static let configuration = CommandConfiguration(
+        commandName: "resume", abstract: "Thaw a paused container.")
     @OptionGroup var globals: GlobalOptions
     @Argument(help: "The container ID.") var id: String
     func run() throws {

@@ -7,7 +7,8 @@ import Glibc
 /// `bulkhead events`: usage statistics of a container (cpu, memory, pids), once with --stats or every
 /// --interval. OOM notifications come with the resource layer.
 struct Events: ParsableCommand, GlobalOptionsCarrier {
-    static let configuration = CommandConfiguration(abstract: "Print container statistics as JSON lines.")
+    static let configuration = CommandConfiguration(
+        commandName: "events", abstract: "Print container statistics as JSON lines.")
     @OptionGroup var globals: GlobalOptions
     @Flag(name: .customLong("stats"), help: "Print the statistics once and exit.") var stats = false
     @Option(name: .customLong("interval"), help: "Seconds between statistics (e.g. 5 or 5s).") var interval: String = "5s"

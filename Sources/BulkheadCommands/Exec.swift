@@ -9,7 +9,8 @@ import Glibc
 
 /// `bulkhead exec`: another process in a running container, from a process.json (`--process`) or arguments.
 struct Exec: ParsableCommand, GlobalOptionsCarrier {
-    static let configuration = CommandConfiguration(abstract: "Run a process inside a running container.")
+    static let configuration = CommandConfiguration(
+        commandName: "exec", abstract: "Run a process inside a running container.")
 
     @OptionGroup var globals: GlobalOptions
     @Option(name: [.short, .customLong("process")], help: ArgumentHelp("A process.json (the spec's process section); replaces the arguments.", valueName: "file"))

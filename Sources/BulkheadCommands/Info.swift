@@ -8,6 +8,7 @@ import Glibc
 /// `bulkhead info`: what this host offers Bulkhead, and what Bulkhead chose because of it.
 struct Info: ParsableCommand, GlobalOptionsCarrier {
     static let configuration = CommandConfiguration(
+        commandName: "info",
         abstract: "Show what this host offers: kernel, cgroup layout, KVM, and the runtime's directories.")
 
     @OptionGroup var globals: GlobalOptions

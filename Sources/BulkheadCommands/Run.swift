@@ -20,6 +20,7 @@ import Glibc
 /// exists; when both exist the call is refused as ambiguous; everything else is the image form.
 struct Run: ParsableCommand, GlobalOptionsCarrier {
     static let configuration = CommandConfiguration(
+        commandName: "run",
         abstract: "Run a container from a bundle (runc form) or from an image (image form).",
         discussion: """
             runc form:  bulkhead run --bundle DIR [--detach] [--console-socket S] [--pid-file F] ID

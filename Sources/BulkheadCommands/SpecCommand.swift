@@ -41,7 +41,8 @@ struct SpecCommand: ParsableCommand, GlobalOptionsCarrier {
 
 /// `bulkhead features`: what this runtime implements, as runc's `features` JSON.
 struct Features: ParsableCommand, GlobalOptionsCarrier {
-    static let configuration = CommandConfiguration(abstract: "Show the features this runtime implements (JSON).")
+    static let configuration = CommandConfiguration(
+        commandName: "features", abstract: "Show the features this runtime implements (JSON).")
     @OptionGroup var globals: GlobalOptions
 
     struct Output: Encodable {

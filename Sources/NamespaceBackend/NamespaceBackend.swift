@@ -289,7 +289,9 @@ public struct NamespaceBackend: Backend {
             }
             try cg.delete()
         }
-        for _ in 0..<400 where isAlive(record) { usleep(5000) }
+        // Up to 2 s for the init to be reaped (a `for … where` would check 400 times even when it is gone).
+        var waits = 0
+        while waits < 400 && isAlive(record) { usleep(5000); waits += 1 }
         if status != .creating {
             do {
                 try HookRunner.run(record.hooks?.poststop, phase: "poststop", state: record.stateJSON(status: .stopped).hookJSON)
