@@ -43,6 +43,10 @@ public struct DomainDefinition: Codable, Sendable, Equatable {
     /// libvirt 9.0 refuses QEMU's `microvm` machine type; `pc` boots our kernel fine.
     public var machine = "pc"
     public var memoryMiB: Int
+    /// Host memory QEMU may use beyond the guest's RAM (its own heap, TCG's code buffer, device state) before
+    /// the memory limit of the domain's host cgroup stops it (set by the monitor, see ``HostMemoryLimit``; not
+    /// libvirt's memtune, whose hard_limit also raises QEMU's RLIMIT_MEMLOCK and needs CAP_SYS_RESOURCE).
+    public var overheadMiB = 256
     public var vcpus: Int
     public var emulator = "/usr/bin/qemu-system-x86_64"
     public var kernel: String

@@ -181,6 +181,12 @@ do {
     if let pid = qemuPid(config: config) {
         report("qemu \(pid)")
         try? writeFile(stateDirectory + "/" + MonitorConfig.qemuPidFile, Array("\(pid)\n".utf8))
+        let limit = (config.domain.memoryMiB + config.domain.overheadMiB) << 20
+        if let problem = HostMemoryLimit.apply(pid: pid, bytes: limit),
+           let log = try? FileDescriptor.open(stateDirectory + "/monitor.log", O_WRONLY | O_APPEND | O_CREAT, mode: 0o600) {
+            // Not the container's stderr: that belongs to the workload.
+            try? log.writeAll(Array("bulkhead-vm-monitor: warning: \(problem)\n".utf8), path: "monitor.log")
+        }
     }
     if let root = config.embedRoot, let shared = config.sharedCapabilityCache, access(shared, F_OK) != 0 {
         copyFiles(from: root + "/cache/qemu/capabilities", to: shared)

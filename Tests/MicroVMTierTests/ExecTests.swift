@@ -74,6 +74,10 @@ final class TestConsole: @unchecked Sendable {
         #expect(try Tier.run(s.globals + ["start", id]).code == 0)
         #expect(Tier.waitUntil(120) { ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("ready") })
 
+        // QEMU runs in a host memory cgroup of its own, limited to guest RAM (256 MiB) + 256 MiB of overhead.
+        let qemu = (try Tier.record(s, id)["extra"] as? [String: String])?["qemuPid"].flatMap(Int32.init) ?? 0
+        #expect(Tier.hostMemoryLimit(of: qemu) == 512 << 20, "QEMU's host memory cgroup limit")
+
         // Exit status, stdout and stderr of an exec'd process.
         let r = try Tier.run(s.globals + ["exec", id, "sh", "-c", "echo out; echo err >&2; exit 5"])
         #expect(r.code == 5, "stderr: \(r.stderr)")
@@ -208,5 +212,22 @@ final class TestConsole: @unchecked Sendable {
         // The VM itself got the limit plus 64 MiB for the guest kernel and agent (128 MiB, less what the kernel keeps).
         let memTotal = out.split(separator: "\n").first { $0.hasPrefix("memtotal=") }.flatMap { Int($0.dropFirst(9)) } ?? 0
         #expect((90_000...131_072).contains(memTotal), "guest MemTotal \(memTotal) KiB")
+    }
+}
+
+extension Tier {
+    /// The memory limit of a host process's cgroup (v1 memory controller, else v2), nil when none is set.
+    static func hostMemoryLimit(of pid: Int32) -> Int? {
+        guard let lines = try? String(contentsOfFile: "/proc/\(pid)/cgroup", encoding: .utf8).split(separator: "\n") else { return nil }
+        if let v1 = lines.first(where: { $0.split(separator: ":", maxSplits: 2).dropFirst().first?.split(separator: ",").contains("memory") == true }) {
+            let path = v1.split(separator: ":", maxSplits: 2).last.map(String.init) ?? ""
+            let text = (try? String(contentsOfFile: "/sys/fs/cgroup/memory\(path)/memory.limit_in_bytes", encoding: .utf8)) ?? ""
+            return Int(text.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        if let v2 = lines.first(where: { $0.hasPrefix("0::") }) {
+            let text = (try? String(contentsOfFile: "/sys/fs/cgroup\(v2.dropFirst(3))/memory.max", encoding: .utf8)) ?? ""
+            return Int(text.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        return nil
     }
 }
