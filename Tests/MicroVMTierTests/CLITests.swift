@@ -65,7 +65,7 @@ enum Tier {
                 try FileManager.default.createDirectory(atPath: bundle + "/rootfs/" + d, withIntermediateDirectories: true)
             }
             try FileManager.default.copyItem(atPath: "/bin/busybox", toPath: bin + "/busybox")
-            for a in ["sh", "cat", "uname", "echo", "sleep", "true", "wc", "head", "tty", "stty", "pwd", "dd"] {
+            for a in ["sh", "cat", "uname", "echo", "sleep", "true", "wc", "head", "tty", "stty", "pwd", "dd", "id"] {
                 try FileManager.default.createSymbolicLink(atPath: bin + "/" + a, withDestinationPath: "busybox")
             }
             try "root:x:0:0:root:/:/bin/sh\n".write(toFile: bundle + "/rootfs/etc/passwd", atomically: true, encoding: .utf8)

@@ -65,6 +65,10 @@ final class TestConsole: @unchecked Sendable {
         let s = try Tier.Scratch("exec", args: ["sh", "-c", "echo ready; while true; do sleep 1; done"], annotation: true)
         let id = "exec"
         let log = s.dir + "/out.log"
+        // The container gets namespaces of its own inside the guest; execs must join them.
+        var spec = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: s.bundle + "/config.json"))) as! [String: Any]
+        spec["linux"] = ["namespaces": [["type": "pid"], ["type": "mount"], ["type": "ipc"], ["type": "uts"]]]
+        try JSONSerialization.data(withJSONObject: spec).write(to: URL(fileURLWithPath: s.bundle + "/config.json"))
         #expect(try Tier.runShell("\(Tier.bulkhead) \(s.globals.joined(separator: " ")) create -b \(s.bundle) \(id) >\(log) 2>&1 </dev/null") == 0,
                 "create failed: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
         defer { _ = try? Tier.run(s.globals + ["delete", "--force", id]) }
@@ -97,6 +101,11 @@ final class TestConsole: @unchecked Sendable {
         let p = try Tier.run(s.globals + ["exec", "--process", processFile, id])
         #expect(p.code == 0, "stderr: \(p.stderr)")
         #expect(p.text == "bar\n/tmp\n")
+        // The exec joined the container's pid namespace (its pid 1 is the container's process, not the agent)
+        // and runs as the user asked for.
+        let joined = try Tier.run(s.globals + ["exec", "--user", "1000:1000", id, "sh", "-c", "cat /proc/1/cmdline; echo; id -u; id -g"])
+        #expect(joined.code == 0, "stderr: \(joined.stderr)")
+        #expect(joined.text.contains("while true") && joined.text.hasSuffix("\n1000\n1000\n"), "\(joined.text)")
         // A program that does not exist: an error naming it, not a hang.
         let missing = try Tier.run(s.globals + ["exec", id, "/no/such/program"])
         #expect(missing.code != 0)
