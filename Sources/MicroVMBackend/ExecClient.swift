@@ -88,15 +88,32 @@ public enum ExecClient {
         var started = false
         var stdinOpen = true
         var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        // Frames to the monitor are queued and written as the socket takes them, so this loop always goes on
+        // reading the monitor's output frames (two blocking writers facing each other would deadlock).
+        _ = fcntl(monitor, F_SETFL, fcntl(monitor, F_GETFL) | O_NONBLOCK)
+        var outgoing: [UInt8] = []
+        var outgoingOffset = 0
+        let outgoingLimit = 1 << 20
         func send(_ message: Message) {
-            if let frame = try? encoder.encode(message) { _ = writeAll(monitor, frame) }
+            if let frame = try? encoder.encode(message) { outgoing += frame }
+        }
+        func flush() {
+            while outgoingOffset < outgoing.count {
+                let n = outgoing.withUnsafeBytes { write(monitor, $0.baseAddress! + outgoingOffset, $0.count - outgoingOffset) }
+                if n < 0 { if errno == EINTR { continue }; return }
+                outgoingOffset += n
+            }
+            outgoing.removeAll(keepingCapacity: true)
+            outgoingOffset = 0
         }
         while true {
-            var fds = [pollfd(fd: monitor, events: Int16(POLLIN), revents: 0),
+            let pending = outgoing.count - outgoingOffset
+            var fds = [pollfd(fd: monitor, events: Int16(POLLIN | (pending > 0 ? POLLOUT : 0)), revents: 0),
                        pollfd(fd: signals, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: started && stdinOpen ? input : -1, events: Int16(POLLIN), revents: 0)]
+                       pollfd(fd: started && stdinOpen && pending < outgoingLimit ? input : -1, events: Int16(POLLIN), revents: 0)]
             let r = poll(&fds, 3, 1000)
             if r < 0 { if errno == EINTR { continue }; break }
+            if fds[0].revents & Int16(POLLOUT) != 0 { flush() }
             if fds[1].revents != 0 {
                 var info = signalfd_siginfo()
                 while read(signals, &info, MemoryLayout<signalfd_siginfo>.size) == MemoryLayout<signalfd_siginfo>.size {
@@ -108,6 +125,7 @@ public enum ExecClient {
                     if sig == SIGCHLD || sig == SIGPIPE || sig == SIGURG { continue }
                     if started { send(.signal(process: 0, signal: sig)) } else { report("error interrupted by signal \(sig)"); exit(128 + sig) }
                 }
+                flush()
             }
             if fds[2].revents != 0 {
                 let n = buffer.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
@@ -118,6 +136,7 @@ public enum ExecClient {
                     stdinOpen = false
                     if terminal == nil { send(.closeStdin(process: 0)) }
                 }
+                flush()
             }
             if fds[0].revents != 0 {
                 let n = buffer.withUnsafeMutableBytes { read(monitor, $0.baseAddress, $0.count) }
@@ -136,7 +155,7 @@ public enum ExecClient {
                                 started = true
                                 report("started \(pid)")
                                 close(syncFD)
-                                if let size = terminal?.size { send(.windowSize(process: 0, rows: size.rows, columns: size.columns)) }
+                                if let size = terminal?.size { send(.windowSize(process: 0, rows: size.rows, columns: size.columns)); flush() }
                             }
                         case let .output(_, stream, data):
                             if !data.isEmpty { _ = writeAll(terminal?.slave ?? (stream == .stdout ? 1 : 2), data) }

@@ -87,9 +87,9 @@ final class TestConsole: @unchecked Sendable {
         #expect(r.code == 5, "stderr: \(r.stderr)")
         #expect(r.text == "out\n")
         #expect(r.stderr.contains("err"))
-        // Stdin reaches it and comes back byte-identical.
+        // Stdin reaches it and comes back byte-identical (4 MiB: both directions far beyond the sockets' buffers).
         let input = s.dir + "/input"
-        let payload = Data((0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 7) })
+        let payload = Data((0..<(4 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 7) })
         try payload.write(to: URL(fileURLWithPath: input))
         let cat = try Tier.run(s.globals + ["exec", id, "cat"], stdinFile: input)
         #expect(cat.code == 0, "stderr: \(cat.stderr)")
