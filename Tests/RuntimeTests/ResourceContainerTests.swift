@@ -263,6 +263,38 @@ struct ResourceContainerTests {
         #expect(stats.contains(#""2MB":{"failcnt":0,"max":8388608,"usage":0}"#), "\(stats)")
     }
 
+    /// The trust policy's resource ceilings end in the container's cgroup: the rule's memory/cpus/pids narrow
+    /// linux.resources (policy admission) and the cgroup writers enforce them.
+    @Test func thePolicysResourceCeilingsReachTheCgroup() throws {
+        defer { TestEnv.remove(dir) }
+        let policy = dir + "/policy.yaml"
+        try """
+            version: 1
+            rules:
+              - name: small
+                decide: namespace
+                resources:
+                  memory: 48Mi
+                  cpus: 0.5
+                  pids: 33
+            """.write(toFile: policy, atomically: false, encoding: .utf8)
+        chmod(policy, 0o644)
+        let b = try bundle(["sleep", "30"], resources: #"{"memory":{"limit":1073741824},"pids":{"limit":10}}"#)
+        let id = TestEnv.uniqueID("ceil")
+        let r = try bh(["create", "--policy", policy, "--bundle", b, id])
+        #expect(r.code == 0, "\(r.stderr)")
+        defer { _ = try? bh(["delete", "-f", id]) }
+        if layout.kind == .unified {
+            #expect(read(cgroupFile(id, "memory", "memory.max")) == "50331648")
+            #expect(read(cgroupFile(id, "cpu", "cpu.max")) == "50000 100000")
+        } else {
+            #expect(read(cgroupFile(id, "memory", "memory.limit_in_bytes")) == "50331648", "1 GiB lowered to the ceiling")
+            #expect(read(cgroupFile(id, "cpu", "cpu.cfs_quota_us")) == "50000")
+            #expect(read(cgroupFile(id, "cpu", "cpu.cfs_period_us")) == "100000")
+        }
+        #expect(read(cgroupFile(id, "pids", "pids.max")) == "10", "below the ceiling: kept")
+    }
+
     /// The same bundle under `bulkhead` and Debian's `runc`: the cgroup files the container sees must hold the
     /// same values (v1 hierarchies here; devices.list compared as a set, its order is the kernel's).
     @Test(.enabled(if: TestEnv.runc != nil, "needs runc"))
