@@ -162,6 +162,10 @@ struct ResourceContainerTests {
         // From a file on stdin too, and a refused value names the field.
         #expect(try bh(["update", "-r", "-", id], stdin: #"{"pids":{"limit":30}}"#).code == 0)
         #expect(read(cgroupFile(id, "pids", "pids.max")) == "30")
+        if layout.kind != .unified {
+            let devices = try bh(["update", "-r", "-", id], stdin: #"{"devices":[{"allow":true,"access":"rwm"}]}"#)
+            #expect(devices.code == 1 && devices.stderr.contains("linux.resources.devices"), "\(devices.stderr)")
+        }
         let bad = try bh(["update", "--cpuset-cpus", "99", id])
         #expect(bad.code == 1)
         #expect(bad.stderr.contains("cpu.cpus") && bad.stderr.contains("99"), "\(bad.stderr)")
