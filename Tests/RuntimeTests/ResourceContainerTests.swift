@@ -27,9 +27,12 @@ struct ResourceContainerTests {
     }
 
     /// A busybox bundle with `resources` (JSON of linux.resources) and a few more applets.
+    /// CAP_MKNOD is kept so that the device tests reach the cgroup's check (without it mknod fails first).
     func bundle(_ args: [String], resources: String, name: String = "b") throws -> String {
         let b = try TestEnv.busyboxBundle(at: dir + "/" + name, args: args) {
             $0.linux?.resources = try! JSONDecoder().decode(Spec.Resources.self, from: Data(resources.utf8))
+            let caps = ["CAP_MKNOD"]
+            $0.process?.capabilities = Spec.Capabilities(bounding: caps, effective: caps, permitted: caps)
         }
         for applet in ["dd", "mknod", "seq", "tr", "sed"] {
             try? FileManager.default.createSymbolicLink(atPath: b + "/rootfs/bin/" + applet, withDestinationPath: "busybox")
