@@ -442,6 +442,7 @@ public struct MicroVMBackend: Backend {
         guard reply.hasPrefix("{") else { throw RuntimeError("cannot read the statistics of container \(record.id): \(reply)") }
         let s = try JSONDecoder().decode(GuestStats.self, from: Data(reply.utf8))
         var out = ContainerStats()
+        // runc's shape; a limit of 0 means none (as runc reports it).
         out.cpu.usage.total = s.cpuUsageNanoseconds
         out.memory.usage.usage = s.memoryUsageBytes
         out.memory.usage.limit = s.memoryLimitBytes
