@@ -75,7 +75,9 @@ struct Exec: ParsableCommand, GlobalOptionsCarrier {
             proc.capabilities = caps
         }
         if let user {
-            let root = try FileDescriptor.open("/proc/\(record.pid)/root", O_RDONLY | O_DIRECTORY)
+            // A microVM's files are not under its monitor's /proc root: names resolve in the image's rootfs.
+            let rootPath = record.backend == "microvm" ? record.rootfs : "/proc/\(record.pid)/root"
+            let root = try FileDescriptor.open(rootPath, O_RDONLY | O_DIRECTORY)
             let resolved = try UserResolver.resolve(user, root: root)
             proc.user.uid = resolved.uid; proc.user.gid = resolved.gid
             proc.user.additionalGids = resolved.additionalGids
