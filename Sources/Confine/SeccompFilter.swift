@@ -42,7 +42,9 @@ public final class SeccompFilter {
     static let actionLog: UInt32 = 0x7ffc_0000
 
     /// The libseccomp action for an OCI action name, or an error naming `field`.
-    public static func action(_ name: String, errnoRet: UInt32?, defaultErrno: UInt32, field: String) throws -> UInt32 {
+    /// ERRNO and TRACE without `errnoRet` return EPERM (runc's rule: a rule does not inherit `defaultErrnoRet`).
+    public static func action(_ name: String, errnoRet: UInt32?, field: String) throws -> UInt32 {
+        let defaultErrno = UInt32(EPERM)
         switch name {
         case "SCMP_ACT_ALLOW": return actionAllow
         case "SCMP_ACT_ERRNO": return 0x0005_0000 | ((errnoRet ?? defaultErrno) & 0xffff)
@@ -104,8 +106,7 @@ public final class SeccompFilter {
         if let listener = profile.listenerPath, !listener.isEmpty {
             throw ConfineError("\(field).listenerPath \"\(listener)\": seccomp user notification is not supported by Bulkhead; remove listenerPath and any SCMP_ACT_NOTIFY rule")
         }
-        let defaultErrno = profile.defaultErrnoRet ?? UInt32(EPERM)
-        let defaultAction = try action(profile.defaultAction, errnoRet: profile.defaultErrnoRet, defaultErrno: defaultErrno,
+        let defaultAction = try action(profile.defaultAction, errnoRet: profile.defaultErrnoRet,
                                        field: "\(field).defaultAction")
         guard let ctx = seccomp_init(defaultAction) else {
             throw ConfineError("\(field): libseccomp could not create a filter with default action \(profile.defaultAction)")
@@ -137,7 +138,7 @@ public final class SeccompFilter {
         }
         for (i, rule) in (profile.syscalls ?? []).enumerated() {
             let rf = "\(field).syscalls[\(i)]"
-            let act = try action(rule.action, errnoRet: rule.errnoRet, defaultErrno: defaultErrno, field: "\(rf).action")
+            let act = try action(rule.action, errnoRet: rule.errnoRet, field: "\(rf).action")
             var conditions: [scmp_arg_cmp] = []
             for (j, arg) in (rule.args ?? []).enumerated() {
                 let af = "\(rf).args[\(j)]"

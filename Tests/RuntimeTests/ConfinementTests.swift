@@ -220,6 +220,41 @@ struct ConfinementTests {
         #expect(r.code == 128 + SIGSYS, "killed by SIGSYS: \(r.code) \(r.stderr)")
     }
 
+    @Test(.enabled(if: cc != nil && TestEnv.runc != nil, "needs a C compiler (cc) for the probe, and runc"))
+    func seccompRulesBehaveAsUnderRunc() throws {
+        let dir = try TestEnv.scratch("seccomp-runc")
+        defer { TestEnv.remove(dir) }
+        // A refusing default with its own errno, a rule without errnoRet (EPERM, not the default's), conditions,
+        // MASKED_EQ, and KILL_PROCESS last.
+        var profile = try Self.defaultProfile
+        profile.defaultErrnoRet = 38
+        profile.syscalls = (profile.syscalls ?? []).map { rule in
+            var r = rule
+            r.names.removeAll { $0 == "personality" || $0 == "keyctl" }
+            return r
+        }.filter { !$0.names.isEmpty } + [
+            .init(names: ["keyctl"], action: "SCMP_ACT_ERRNO"),
+            .init(names: ["personality"], action: "SCMP_ACT_ALLOW", args: [.init(index: 0, value: 0xffffffff, op: "SCMP_CMP_EQ")]),
+            .init(names: ["personality"], action: "SCMP_ACT_ERRNO", errnoRet: 42, args: [.init(index: 0, value: 0x1000, op: "SCMP_CMP_LT")]),
+            .init(names: ["personality"], action: "SCMP_ACT_ERRNO", errnoRet: 43,
+                  args: [.init(index: 0, value: 0xff00, valueTwo: 0x5500, op: "SCMP_CMP_MASKED_EQ")]),
+            .init(names: ["personality"], action: "SCMP_ACT_KILL_PROCESS", args: [.init(index: 0, value: 0x4242, op: "SCMP_CMP_EQ")]),
+        ]
+        let bundle = try probeBundle(dir, args: ["probe", "keyctl", "add_key", "personality=0xffffffff", "personality=0x10",
+                                                 "personality=0x5501", "personality=0x7777", "personality=0x4242"]) {
+            $0.process?.capabilities = .init(bounding: ["CAP_KILL"], effective: ["CAP_KILL"], permitted: ["CAP_KILL"])
+            $0.process?.noNewPrivileges = true
+            $0.linux?.seccomp = profile
+        }
+        let id = "sr-\(getpid())"
+        let ours = try run(dir, bundle, id)
+        let theirs = try TestEnv.run([TestEnv.runc!, "--root", dir + "/runc", "run", "--bundle", bundle, id])
+        let expected = "keyctl=errno 1\nadd_key=errno 38\npersonality=0xffffffff=ok\npersonality=0x10=errno 42\npersonality=0x5501=errno 43\npersonality=0x7777=errno 38\n"
+        #expect(ours.stdout == expected, "bulkhead: \(ours.stdout) \(ours.stderr)")
+        #expect(theirs.stdout == ours.stdout, "runc: \(theirs.stdout) \(theirs.stderr)")
+        #expect(ours.code == 128 + SIGSYS && theirs.code == ours.code, "bulkhead \(ours.code), runc \(theirs.code)")
+    }
+
     // MARK: bad input
 
     @Test func unknownCapabilityOrSyscallFailsCreateNamingTheFieldAndLeavesNothing() throws {
