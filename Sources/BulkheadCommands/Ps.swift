@@ -1,5 +1,6 @@
 import ArgumentParser
 import LinuxOS
+import MicroVMBackend
 import Runtime
 #if canImport(Glibc)
 import Glibc
@@ -16,6 +17,15 @@ struct Ps: ParsableCommand, GlobalOptionsCarrier {
 
     func run() throws {
         let (_, record, backend) = try RuntimeSupport.open(globals, id)
+        if format == "table", let vm = backend as? MicroVMBackend {
+            // The workload runs in the guest: its processes come from the agent (guest pids, guest uids).
+            print("PID    PPID   UID    STAT  RSS(KiB)  COMMAND")
+            for p in try vm.guestProcesses(record) {
+                func pad(_ s: String, _ n: Int) -> String { s + String(repeating: " ", count: max(1, n - s.count)) }
+                print(pad(String(p.pid), 7) + pad(String(p.ppid), 7) + pad(String(p.uid), 7) + pad(p.state, 6) + pad(String(p.rssKiB), 10) + p.command)
+            }
+            return
+        }
         let pids = try backend.processes(record)
         switch format {
         case "json":

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sched.h>
 #include <sys/prctl.h>
 #include <sys/reboot.h>
 #include <sys/resource.h>
@@ -21,7 +22,8 @@ struct child_failure { int stage; int err; };
 
 static const char *const stages[] = {
     "exec", "setsid", "dup2 stdio", "ioctl TIOCSCTTY", "chroot", "chdir", "setrlimit",
-    "setgroups", "setgid", "setuid", "prctl PR_SET_NO_NEW_PRIVS", "fork", "pipe2", "exec (not found in PATH)",
+    "setgroups", "setgid", "setuid", "prctl PR_SET_NO_NEW_PRIVS", "clone", "pipe2", "exec (not found in PATH)",
+    "join the cgroup", "setns", "make mounts private", "mount proc for the pid namespace", "setns (pid, in the agent)",
 };
 
 static void fail(int pipe_fd, int stage) {
@@ -68,40 +70,74 @@ static void exec_in_path(const struct bh_agent_spawn_request *r, int pipe_fd) {
     fail(pipe_fd, 13);
 }
 
+struct spawn_context { const struct bh_agent_spawn_request *r; int pipe_fd; };
+
+/* The child, on its own stack (clone without CLONE_VM: a copy of the parent's memory, like fork). */
+static int spawn_child(void *arg) {
+    const struct spawn_context *c = arg;
+    const struct bh_agent_spawn_request *r = c->r;
+    int pfd = c->pipe_fd;
+    sigset_t all;
+    sigemptyset(&all);
+    for (int s = 1; s < NSIG; s++) signal(s, SIG_DFL);
+    sigprocmask(SIG_SETMASK, &all, NULL);
+    if (r->cgroup_procs_fd >= 0 && write(r->cgroup_procs_fd, "0", 1) != 1) fail(pfd, 14);
+    for (int i = 0; i < r->njoin; i++)
+        if (r->join_types[i] != CLONE_NEWPID && setns(r->join_fds[i], r->join_types[i]) < 0) fail(pfd, 15);
+    if (r->clone_flags & CLONE_NEWNS) {
+        if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) fail(pfd, 16);
+        if ((r->clone_flags & CLONE_NEWPID) && r->proc_mount &&
+            mount("proc", r->proc_mount, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) fail(pfd, 17);
+    }
+    if (setsid() < 0) fail(pfd, 1);
+    /* Move the stdio fds out of 0..2 first so dup2 cannot clobber one with another. */
+    int in = fcntl(r->stdin_fd, F_DUPFD_CLOEXEC, 10), out = fcntl(r->stdout_fd, F_DUPFD_CLOEXEC, 10),
+        err = fcntl(r->stderr_fd, F_DUPFD_CLOEXEC, 10);
+    if (in < 0 || out < 0 || err < 0) fail(pfd, 2);
+    if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) fail(pfd, 2);
+    if (r->terminal && ioctl(0, TIOCSCTTY, 0) < 0) fail(pfd, 3);
+    if (r->root) {
+        if (chdir(r->root) < 0) fail(pfd, 5);
+        if (chroot(".") < 0) fail(pfd, 4);
+    }
+    if (chdir("/") < 0 || chdir(r->cwd && *r->cwd ? r->cwd : "/") < 0) fail(pfd, 5);
+    for (int i = 0; i < r->nrlimits; i++) {
+        struct rlimit lim = { r->rlimit_soft[i], r->rlimit_hard[i] };
+        if (setrlimit(r->rlimit_resources[i], &lim) < 0) fail(pfd, 6);
+    }
+    if (setgroups((size_t)r->ngroups, r->groups) < 0) fail(pfd, 7);
+    if (setgid(r->gid) < 0) fail(pfd, 8);
+    if (setuid(r->uid) < 0) fail(pfd, 9);
+    if (r->no_new_privileges && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail(pfd, 10);
+    exec_in_path(r, pfd);
+    _exit(127);
+}
+
 pid_t bh_agent_spawn(const struct bh_agent_spawn_request *r, const char **failed_stage) {
     int p[2];
     if (pipe2(p, O_CLOEXEC) != 0) { *failed_stage = stages[12]; return -1; }
-    pid_t pid = fork();
-    if (pid < 0) { int e = errno; close(p[0]); close(p[1]); errno = e; *failed_stage = stages[11]; return -1; }
-    if (pid == 0) {
-        close(p[0]);
-        sigset_t all;
-        sigemptyset(&all);
-        for (int s = 1; s < NSIG; s++) signal(s, SIG_DFL);
-        sigprocmask(SIG_SETMASK, &all, NULL);
-        if (setsid() < 0) fail(p[1], 1);
-        /* Move the stdio fds out of 0..2 first so dup2 cannot clobber one with another. */
-        int in = fcntl(r->stdin_fd, F_DUPFD_CLOEXEC, 10), out = fcntl(r->stdout_fd, F_DUPFD_CLOEXEC, 10),
-            err = fcntl(r->stderr_fd, F_DUPFD_CLOEXEC, 10);
-        if (in < 0 || out < 0 || err < 0) fail(p[1], 2);
-        if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) fail(p[1], 2);
-        if (r->terminal && ioctl(0, TIOCSCTTY, 0) < 0) fail(p[1], 3);
-        if (r->root) {
-            if (chdir(r->root) < 0) fail(p[1], 5);
-            if (chroot(".") < 0) fail(p[1], 4);
+    /* A pid namespace to join applies to our next child: enter it for the clone, then return to ours. */
+    int own_pid_ns = -1, join_pid = -1;
+    for (int i = 0; i < r->njoin; i++) if (r->join_types[i] == CLONE_NEWPID) join_pid = r->join_fds[i];
+    if (join_pid >= 0) {
+        own_pid_ns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
+        if (own_pid_ns < 0 || setns(join_pid, CLONE_NEWPID) < 0) {
+            int e = errno; if (own_pid_ns >= 0) close(own_pid_ns); close(p[0]); close(p[1]); errno = e;
+            *failed_stage = stages[18]; return -1;
         }
-        if (chdir("/") < 0 || chdir(r->cwd && *r->cwd ? r->cwd : "/") < 0) fail(p[1], 5);
-        for (int i = 0; i < r->nrlimits; i++) {
-            struct rlimit lim = { r->rlimit_soft[i], r->rlimit_hard[i] };
-            if (setrlimit(r->rlimit_resources[i], &lim) < 0) fail(p[1], 6);
-        }
-        if (setgroups((size_t)r->ngroups, r->groups) < 0) fail(p[1], 7);
-        if (setgid(r->gid) < 0) fail(p[1], 8);
-        if (setuid(r->uid) < 0) fail(p[1], 9);
-        if (r->no_new_privileges && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail(p[1], 10);
-        exec_in_path(r, p[1]);
-        _exit(127);
     }
+    size_t stack_size = 256 * 1024;
+    char *stack = malloc(stack_size);
+    pid_t pid = -1;
+    int clone_errno = ENOMEM;
+    if (stack) {
+        struct spawn_context ctx = { r, p[1] };
+        pid = clone(spawn_child, stack + stack_size, r->clone_flags | SIGCHLD, &ctx);
+        clone_errno = errno;
+        free(stack);
+    }
+    if (own_pid_ns >= 0) { (void)setns(own_pid_ns, CLONE_NEWPID); close(own_pid_ns); }
+    if (pid < 0) { close(p[0]); close(p[1]); errno = clone_errno; *failed_stage = stages[11]; return -1; }
     close(p[1]);
     struct child_failure f;
     ssize_t n;
@@ -124,12 +160,13 @@ int bh_agent_set_winsize(int fd, unsigned short rows, unsigned short columns) {
     return ioctl(fd, TIOCSWINSZ, &ws);
 }
 
-int bh_agent_openpty(int *master, int *slave) {
-    int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+int bh_agent_openpty(const char *ptmx, int *master, int *slave) {
+    int m = open(ptmx, O_RDWR | O_NOCTTY | O_CLOEXEC);
     if (m < 0) return -1;
-    char name[128];
-    if (grantpt(m) < 0 || unlockpt(m) < 0 || ptsname_r(m, name, sizeof name) != 0) { int e = errno; close(m); errno = e; return -1; }
-    int s = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    int unlock = 0;
+    if (ioctl(m, TIOCSPTLCK, &unlock) < 0) { int e = errno; close(m); errno = e; return -1; }
+    /* The slave of this very master, whichever devpts instance it lives in (no path lookup). */
+    int s = ioctl(m, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
     if (s < 0) { int e = errno; close(m); errno = e; return -1; }
     *master = m;
     *slave = s;

@@ -45,7 +45,7 @@ public final class Agent {
     let stdio: Int32
     let signals: Int32
     let limits = GuestProtocolLimits.default
-    let encoder: FrameEncoder
+    var encoder: FrameEncoder
     var controlDecoder: FrameDecoder
     var stdioDecoder: FrameDecoder
     var helloDone = false
@@ -57,6 +57,13 @@ public final class Agent {
     var shuttingDown = false
     var shutdownDeadlineMs: Int64 = 0
     var rootPath = AgentPaths.rootfs
+    /// The container's cgroup (v2) inside the guest, once create made it.
+    var cgroupPath: String?
+    /// Its cgroup.procs, open for the spawned children to move themselves in.
+    var cgroupProcs: OwnedFD?
+    /// CLONE_NEW* namespaces the init process gets, and their /proc/PID/ns names (joined by execs).
+    var namespaceFlags: Int32 = 0
+    var namespaceFiles: [(flag: Int32, file: String)] = []
     /// Most stdin bytes buffered for all processes before the agent stops reading the stdio port.
     let stdinBufferLimit = 1 << 20
     /// After an exec'd process exits, how long its output may stay open (held by children it left behind).
@@ -212,6 +219,7 @@ public final class Agent {
             do {
                 let version = try negotiateVersion(local: GuestFrame.minimumVersion...GuestFrame.version, remoteMin: lo, remoteMax: hi)
                 helloDone = true
+                encoder = FrameEncoder(limits: limits, version: version)
                 AgentLog.info("host \(software) speaks protocol \(version)")
             } catch {
                 fail(Message.noProcess, "\(error)")
@@ -255,7 +263,11 @@ public final class Agent {
             AgentLog.info("host asked for shutdown")
             killAll()
             return false
-        case .created, .started, .output, .exited, .error:
+        case .listProcesses:
+            send(.processList(GuestInspect.processes(limit: limits.maxListCount)))
+        case .statsRequest:
+            send(.stats(GuestInspect.stats(cgroup: cgroupPath)))
+        case .created, .started, .output, .exited, .error, .processList, .stats:
             fail(Message.noProcess, "unexpected \(message.type) from the host")
         }
         return true
@@ -280,11 +292,7 @@ public final class Agent {
             if let hostname = parsed.hostname, !hostname.isEmpty, hostname.utf8.count <= 64 {
                 _ = hostname.withCString { sethostname($0, strlen($0)) }
             }
-            if let ns = parsed.linux?.namespaces, !ns.isEmpty {
-                // SEAM: namespaces, cgroup limits, capabilities and seccomp from spec.linux are applied by the
-                // namespace tier's set-up code once it lands; the VM boundary is the isolation until then.
-                AgentLog.info("spec.linux (namespaces \(ns.map(\.type).joined(separator: ",")), resources, seccomp, capabilities) not yet applied inside the guest")
-            }
+            try applyLinux(parsed.linux)
         } catch {
             fail(Message.noProcess, "cannot prepare the container root: \(error)")
             return
@@ -295,6 +303,47 @@ public final class Agent {
         send(.created(containerID: id))
     }
 
+    /// The spec's `linux` section inside the guest (defence in depth behind the VM boundary): the container's
+    /// namespaces and a cgroup v2 with its memory, pids and cpu limits. Capabilities and seccomp are not
+    /// applied in the guest yet (see the log line).
+    func applyLinux(_ linux: GuestSpec.LinuxSection?) throws {
+        var skipped: [String] = []
+        for ns in linux?.namespaces ?? [] {
+            guard let kind = GuestSpec.namespaceKinds[ns.type] else { skipped.append(ns.type); continue }
+            if let path = ns.path, !path.isEmpty { skipped.append("\(ns.type) (path \(path))"); continue }
+            guard access("/proc/self/ns/\(kind.file)", F_OK) == 0 else { skipped.append("\(ns.type) (not in the guest kernel)"); continue }
+            namespaceFlags |= kind.flag
+            namespaceFiles.append(kind)
+        }
+        if !skipped.isEmpty { AgentLog.info("namespaces not created in the guest: \(skipped.joined(separator: ", "))") }
+        if linux?.seccomp != nil { AgentLog.info("spec.linux.seccomp is not applied inside the guest yet (the VM boundary holds)") }
+        // One cgroup for the container's processes, with the spec's limits.
+        let root = "/sys/fs/cgroup"
+        guard access(root + "/cgroup.subtree_control", F_OK) == 0 else {
+            AgentLog.info("no cgroup2 in the guest: resource limits not applied inside the guest")
+            return
+        }
+        for controller in ["+memory", "+pids", "+cpu"] { try? writeText(root + "/cgroup.subtree_control", controller) }
+        let path = root + "/container"
+        if mkdir(path, 0o755) != 0 && errno != EEXIST { throw SystemError(operation: "mkdir", path: path, errno: errno) }
+        let r = linux?.resources
+        if let limit = r?.memory?.limit, limit > 0 {
+            try writeText(path + "/memory.max", String(limit))
+            try? writeText(path + "/memory.swap.max", "0")
+        }
+        if let limit = r?.pids?.limit, limit > 0 { try writeText(path + "/pids.max", String(limit)) }
+        if let quota = r?.cpu?.quota, quota > 0 { try writeText(path + "/cpu.max", "\(quota) \(r?.cpu?.period ?? 100_000)") }
+        let procs = Glibc.open(path + "/cgroup.procs", O_WRONLY | O_CLOEXEC)
+        guard procs >= 0 else { throw SystemError(operation: "open", path: path + "/cgroup.procs", errno: errno) }
+        cgroupProcs = OwnedFD(procs)
+        cgroupPath = path
+    }
+
+    func writeText(_ path: String, _ text: String) throws {
+        let fd = try FileDescriptor.open(path, O_WRONLY)
+        try fd.writeAll(Array(text.utf8), path: path)
+    }
+
     func spawn(id: UInt32, _ process: GuestProcess) {
         if let problem = process.validate() { fail(id, problem); return }
         let terminal = process.terminal ?? false
@@ -303,7 +352,10 @@ public final class Agent {
         func closeAll() { for fd in [parentIn, childIn, parentOut, childOut, parentErr, childErr] where fd >= 0 { Glibc.close(fd) } }
         if terminal {
             var master: Int32 = -1, slave: Int32 = -1
-            guard bh_agent_openpty(&master, &slave) == 0 else { fail(id, "cannot open a pty: errno \(errno)"); return }
+            // The container's devpts instance (mounted with newinstance), so ttyname() works inside it.
+            let containerPtmx = rootPath + "/dev/pts/ptmx"
+            let ptmx = access(containerPtmx, F_OK) == 0 ? containerPtmx : "/dev/ptmx"
+            guard bh_agent_openpty(ptmx, &master, &slave) == 0 else { fail(id, "cannot open a pty (\(ptmx)): errno \(errno)"); return }
             if let size = process.consoleSize { _ = bh_agent_set_winsize(master, size.height, size.width) }
             parentIn = master; childIn = slave; childOut = slave; childErr = slave
         } else {
@@ -320,6 +372,19 @@ public final class Agent {
             rlimitTypes.append(GuestProcess.rlimitResource(r.type)!); soft.append(r.soft); hard.append(r.hard)
         }
         let groups = (process.user?.additionalGids ?? []).map { gid_t($0) }
+        // The init process creates the namespaces; an exec joins those of the running init.
+        var joinFDs: [OwnedFD] = []
+        var joinTypes: [Int32] = []
+        if id != 0, let initPid = processes[0]?.pid {
+            for kind in namespaceFiles {
+                let fd = Glibc.open("/proc/\(initPid)/ns/\(kind.file)", O_RDONLY | O_CLOEXEC)
+                guard fd >= 0 else { closeAll(); fail(id, "cannot open the container's \(kind.file) namespace: errno \(errno)"); return }
+                joinFDs.append(OwnedFD(fd)); joinTypes.append(kind.flag)
+            }
+        }
+        let joinRaw = joinFDs.map(\.raw)
+        let cloneFlags: Int32 = id == 0 ? namespaceFlags : 0
+        let procMount = rootPath + "/proc"
         var stage: UnsafePointer<CChar>?
         let pid: pid_t = withCStrings(process.args) { argv in
             withCStrings(env) { envp in
@@ -329,6 +394,9 @@ public final class Agent {
                             rlimitTypes.withUnsafeBufferPointer { rt in
                                 soft.withUnsafeBufferPointer { rs in
                                     hard.withUnsafeBufferPointer { rh in
+                                      joinRaw.withUnsafeBufferPointer { jf in
+                                       joinTypes.withUnsafeBufferPointer { jt in
+                                        procMount.withCString { pm in
                                         var request = bh_agent_spawn_request(
                                             root: root, cwd: cwd, argv: argv, envp: envp,
                                             uid: uid_t(process.user?.uid ?? 0), gid: gid_t(process.user?.gid ?? 0),
@@ -336,8 +404,14 @@ public final class Agent {
                                             rlimit_resources: rt.baseAddress, rlimit_soft: rs.baseAddress, rlimit_hard: rh.baseAddress,
                                             nrlimits: Int32(rt.count),
                                             stdin_fd: childIn, stdout_fd: childOut, stderr_fd: childErr,
-                                            terminal: terminal ? 1 : 0, no_new_privileges: (process.noNewPrivileges ?? false) ? 1 : 0)
+                                            terminal: terminal ? 1 : 0, no_new_privileges: (process.noNewPrivileges ?? false) ? 1 : 0,
+                                            clone_flags: cloneFlags, join_fds: jf.baseAddress, join_types: jt.baseAddress,
+                                            njoin: Int32(jf.count), cgroup_procs_fd: cgroupProcs?.raw ?? -1,
+                                            proc_mount: access(procMount, F_OK) == 0 ? pm : nil)
                                         return bh_agent_spawn(&request, &stage)
+                                        }
+                                       }
+                                      }
                                     }
                                 }
                             }

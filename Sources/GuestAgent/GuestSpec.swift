@@ -24,9 +24,28 @@ public struct GuestSpec: Decodable, Sendable, Equatable {
     public struct LinuxSection: Decodable, Sendable, Equatable {
         public var namespaces: [Namespace]?
         public var seccomp: Ignored?
-        public var resources: Ignored?
-        public struct Namespace: Decodable, Sendable, Equatable { public var type: String }
+        public var resources: Resources?
+        public struct Namespace: Decodable, Sendable, Equatable {
+            public var type: String
+            /// A namespace to join: host paths mean nothing inside a VM, so such entries are skipped.
+            public var path: String?
+        }
+        /// The resource limits the agent applies with a cgroup (v2) of the container inside the guest.
+        public struct Resources: Decodable, Sendable, Equatable {
+            public var memory: Memory?
+            public var pids: Pids?
+            public var cpu: CPU?
+            public struct Memory: Decodable, Sendable, Equatable { public var limit: Int64? }
+            public struct Pids: Decodable, Sendable, Equatable { public var limit: Int64? }
+            public struct CPU: Decodable, Sendable, Equatable { public var quota: Int64?; public var period: UInt64? }
+        }
     }
+
+    /// OCI namespace type → (CLONE_NEW* flag, name under /proc/PID/ns).
+    public static let namespaceKinds: [String: (flag: Int32, file: String)] = [
+        "pid": (0x2000_0000, "pid"), "network": (0x4000_0000, "net"), "mount": (0x0002_0000, "mnt"),
+        "ipc": (0x0800_0000, "ipc"), "uts": (0x0400_0000, "uts"), "cgroup": (0x0200_0000, "cgroup"),
+    ]
 
     /// Any JSON value, skipped.
     public struct Ignored: Decodable, Sendable, Equatable {
@@ -129,7 +148,10 @@ public struct GuestMount: Decodable, Sendable, Equatable {
             "ro": 1, "nosuid": 2, "nodev": 4, "noexec": 8, "sync": 16, "remount": 32, "mand": 64, "dirsync": 128,
             "noatime": 1024, "nodiratime": 2048, "relatime": 1 << 21, "strictatime": 1 << 24,
         ]
-        let clearing: Set<String> = ["rw", "suid", "dev", "exec", "async", "atime", "diratime", "norelatime", "nostrictatime"]
+        let clearing: Set<String> = ["rw", "suid", "dev", "exec", "async", "atime", "diratime", "norelatime", "nostrictatime",
+                                     // Propagation (applied separately by runc, meaningless as mount data) and engine hints.
+                                     "private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable", "runbindable",
+                                     "tmpcopyup", "notmpcopyup", "copy-symlink", "z", "Z", "U", "idmap"]
         var flags: UInt = 0
         var data: [String] = []
         for option in options ?? [] {

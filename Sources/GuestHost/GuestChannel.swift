@@ -11,7 +11,7 @@ public final class GuestChannel {
     public let control: Int32
     public let stdio: Int32
     public let limits: GuestProtocolLimits
-    let encoder: FrameEncoder
+    var encoder: FrameEncoder
     var controlDecoder: FrameDecoder
     var stdioDecoder: FrameDecoder
     var inbox: [Message] = []
@@ -84,6 +84,9 @@ public final class GuestChannel {
     /// Whether queued stdin is still waiting to be written.
     public var hasQueuedStdin: Bool { outgoingOffset < outgoingData.count }
 
+    /// Bytes of queued stdin frames not yet written.
+    public var queuedStdinBytes: Int { outgoingData.count - outgoingOffset }
+
     /// The next message from the guest, or nil at the deadline. Keeps writing queued stdin meanwhile.
     public func receive(deadlineMs: Int64) throws -> Message? {
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
@@ -128,7 +131,9 @@ public final class GuestChannel {
             throw Failure("the guest agent did not say hello within \(timeoutMs) ms; see the VM's console log")
         }
         guard case let .hello(lo, hi, software) = first else { throw Failure("the guest agent's first message was \(first.type), not hello") }
-        version = try negotiateVersion(local: GuestFrame.minimumVersion...GuestFrame.version, remoteMin: lo, remoteMax: hi)
+        let negotiated = try negotiateVersion(local: GuestFrame.minimumVersion...GuestFrame.version, remoteMin: lo, remoteMax: hi)
+        version = negotiated
+        encoder = FrameEncoder(limits: limits, version: negotiated)
         agentSoftware = software
         try send(.hello(minVersion: GuestFrame.minimumVersion, maxVersion: GuestFrame.version, software: "bulkhead host"))
     }

@@ -11,6 +11,11 @@ public struct FrameEncoder: Sendable {
 
     /// The complete frame (header + payload) for `message`.
     public func encode(_ message: Message) throws -> [UInt8] {
+        // Hello goes out in the oldest version we speak, so any peer can read it.
+        let frameVersion = message.type == .hello ? min(version, GuestFrame.minimumVersion) : version
+        guard message.type.sinceVersion <= frameVersion else {
+            throw GuestProtocolError.typeNotInVersion(type: message.type.rawValue, version: frameVersion)
+        }
         var w = FieldWriter(limits: limits)
         switch message {
         case let .hello(minVersion, maxVersion, software):
@@ -43,11 +48,25 @@ public struct FrameEncoder: Sendable {
             }
         case let .error(process, text):
             w.u32(process); try w.string(text, field: "error.message")
+        case .listProcesses, .statsRequest:
+            break
+        case let .processList(list):
+            guard list.count <= limits.maxListCount else {
+                throw GuestProtocolError.fieldTooLarge(field: "processList.count", length: list.count, limit: limits.maxListCount)
+            }
+            w.u32(UInt32(list.count))
+            for p in list {
+                w.i32(p.pid); w.i32(p.ppid); w.u32(p.uid); try w.string(p.state, field: "processList.state")
+                w.u64(p.rssKiB); try w.string(p.command, field: "processList.command")
+            }
+        case let .stats(s):
+            w.u64(s.cpuUsageNanoseconds); w.u64(s.memoryUsageBytes); w.u64(s.memoryLimitBytes)
+            w.u64(s.pidsCurrent); w.u64(s.pidsLimit)
         }
         guard w.bytes.count <= limits.maxPayload else {
             throw GuestProtocolError.payloadTooLarge(length: w.bytes.count, limit: limits.maxPayload)
         }
-        var frame: [UInt8] = [GuestFrame.magic.0, GuestFrame.magic.1, version, message.type.rawValue]
+        var frame: [UInt8] = [GuestFrame.magic.0, GuestFrame.magic.1, frameVersion, message.type.rawValue]
         frame.reserveCapacity(GuestFrame.headerSize + w.bytes.count)
         let n = UInt32(w.bytes.count)
         frame += [UInt8(n >> 24), UInt8((n >> 16) & 0xff), UInt8((n >> 8) & 0xff), UInt8(n & 0xff)]
@@ -121,6 +140,9 @@ public struct FrameDecoder: Sendable {
         }
         if available >= 4, MessageType(rawValue: buffer[start + 3]) == nil {
             throw GuestProtocolError.unknownMessageType(buffer[start + 3])
+        }
+        if available >= 4, MessageType(rawValue: buffer[start + 3])!.sinceVersion > buffer[start + 2] {
+            throw GuestProtocolError.typeNotInVersion(type: buffer[start + 3], version: buffer[start + 2])
         }
         guard available >= GuestFrame.headerSize else { return nil }
         let length = Int(buffer[start + 4]) << 24 | Int(buffer[start + 5]) << 16 | Int(buffer[start + 6]) << 8 | Int(buffer[start + 7])
@@ -203,6 +225,28 @@ public struct FrameDecoder: Sendable {
             return .error(process: try r.u32("error.process"), message: try r.string("error.message"))
         case .shutdown:
             return .shutdown
+        case .listProcesses:
+            return .listProcesses
+        case .statsRequest:
+            return .statsRequest
+        case .processList:
+            let count = Int(try r.u32("processList.count"))
+            guard count <= r.limits.maxListCount else {
+                throw GuestProtocolError.fieldTooLarge(field: "processList.count", length: count, limit: r.limits.maxListCount)
+            }
+            var list: [GuestProcessInfo] = []
+            for _ in 0..<count {
+                list.append(GuestProcessInfo(
+                    pid: try r.i32("processList.pid"), ppid: try r.i32("processList.ppid"), uid: try r.u32("processList.uid"),
+                    state: try r.string("processList.state"), rssKiB: try r.u64("processList.rssKiB"),
+                    command: try r.string("processList.command")))
+            }
+            return .processList(list)
+        case .stats:
+            return .stats(GuestStats(
+                cpuUsageNanoseconds: try r.u64("stats.cpu"), memoryUsageBytes: try r.u64("stats.memoryUsage"),
+                memoryLimitBytes: try r.u64("stats.memoryLimit"), pidsCurrent: try r.u64("stats.pidsCurrent"),
+                pidsLimit: try r.u64("stats.pidsLimit")))
         }
     }
 }
@@ -218,6 +262,7 @@ struct FieldWriter {
     mutating func u16(_ v: UInt16) { bytes += [UInt8(v >> 8), UInt8(v & 0xff)] }
     mutating func u32(_ v: UInt32) { bytes += [UInt8(v >> 24), UInt8((v >> 16) & 0xff), UInt8((v >> 8) & 0xff), UInt8(v & 0xff)] }
     mutating func i32(_ v: Int32) { u32(UInt32(bitPattern: v)) }
+    mutating func u64(_ v: UInt64) { u32(UInt32(v >> 32)); u32(UInt32(v & 0xffff_ffff)) }
 
     mutating func blob(_ v: [UInt8], field: String, limit: Int) throws {
         guard v.count <= limit else { throw GuestProtocolError.fieldTooLarge(field: field, length: v.count, limit: limit) }
@@ -250,6 +295,7 @@ struct FieldReader {
         return UInt32(b[0]) << 24 | UInt32(b[1]) << 16 | UInt32(b[2]) << 8 | UInt32(b[3])
     }
     mutating func i32(_ field: String) throws -> Int32 { Int32(bitPattern: try u32(field)) }
+    mutating func u64(_ field: String) throws -> UInt64 { UInt64(try u32(field)) << 32 | UInt64(try u32(field)) }
 
     mutating func blob(_ field: String, limit: Int) throws -> [UInt8] {
         let n = Int(try u32(field))

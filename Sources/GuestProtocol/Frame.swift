@@ -17,8 +17,10 @@
 public enum GuestFrame {
     /// The frame magic, "BH".
     public static let magic: (UInt8, UInt8) = (0x42, 0x48)
-    /// The protocol version this build speaks (frames carry it; hello negotiates it).
-    public static let version: UInt8 = 1
+    /// The protocol version this build speaks (frames carry it; hello negotiates it). Version 2 added
+    /// listProcesses/processList and statsRequest/stats. Hello frames carry ``minimumVersion`` (so any peer
+    /// can read them); after the exchange both sides encode with the negotiated version.
+    public static let version: UInt8 = 2
     /// The oldest version this build still speaks.
     public static let minimumVersion: UInt8 = 1
     /// Bytes before the payload.
@@ -62,6 +64,7 @@ public enum GuestProtocolError: Error, Equatable, Sendable, CustomStringConverti
     case invalidUTF8(field: String)
     case invalidValue(field: String, value: Int)
     case noCommonVersion(local: ClosedRange<UInt8>, remote: ClosedRange<UInt8>)
+    case typeNotInVersion(type: UInt8, version: UInt8)
 
     public var description: String {
         switch self {
@@ -83,6 +86,8 @@ public enum GuestProtocolError: Error, Equatable, Sendable, CustomStringConverti
             return "guest protocol: field \(field) is not valid UTF-8"
         case let .invalidValue(field, value):
             return "guest protocol: field \(field) has the invalid value \(value)"
+        case let .typeNotInVersion(type, version):
+            return "guest protocol: message type \(type) does not exist in protocol version \(version); the peer is older — rebuild the guest initramfs with this bulkhead"
         case let .noCommonVersion(local, remote):
             return "guest protocol: no common version (here \(local.lowerBound)...\(local.upperBound), peer \(remote.lowerBound)...\(remote.upperBound)); rebuild the guest initramfs with this bulkhead"
         }

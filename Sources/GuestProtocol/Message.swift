@@ -14,6 +14,47 @@ public enum MessageType: UInt8, Sendable, CaseIterable {
     case exited = 12
     case error = 13
     case shutdown = 14
+    // Version 2:
+    case listProcesses = 15
+    case processList = 16
+    case statsRequest = 17
+    case stats = 18
+
+    /// The first protocol version that has this message type (frames of older versions may not carry it).
+    public var sinceVersion: UInt8 { rawValue >= 15 ? 2 : 1 }
+}
+
+/// One process inside the guest, as `ps` shows it (guest pids; the agent itself is left out).
+public struct GuestProcessInfo: Equatable, Sendable, Codable {
+    public var pid: Int32
+    public var ppid: Int32
+    public var uid: UInt32
+    /// The state letter from /proc/PID/stat (R, S, D, Z, T, …).
+    public var state: String
+    /// Resident memory in KiB.
+    public var rssKiB: UInt64
+    /// The command line (arguments joined by spaces), or `[comm]` when it has none.
+    public var command: String
+
+    public init(pid: Int32, ppid: Int32, uid: UInt32, state: String, rssKiB: UInt64, command: String) {
+        self.pid = pid; self.ppid = ppid; self.uid = uid; self.state = state; self.rssKiB = rssKiB; self.command = command
+    }
+}
+
+/// Resource usage inside the guest: the container's cgroup when the agent made one, else the whole guest.
+/// 0 for a limit means "none".
+public struct GuestStats: Equatable, Sendable, Codable {
+    public var cpuUsageNanoseconds: UInt64
+    public var memoryUsageBytes: UInt64
+    public var memoryLimitBytes: UInt64
+    public var pidsCurrent: UInt64
+    public var pidsLimit: UInt64
+
+    public init(cpuUsageNanoseconds: UInt64 = 0, memoryUsageBytes: UInt64 = 0, memoryLimitBytes: UInt64 = 0,
+                pidsCurrent: UInt64 = 0, pidsLimit: UInt64 = 0) {
+        self.cpuUsageNanoseconds = cpuUsageNanoseconds; self.memoryUsageBytes = memoryUsageBytes
+        self.memoryLimitBytes = memoryLimitBytes; self.pidsCurrent = pidsCurrent; self.pidsLimit = pidsLimit
+    }
 }
 
 /// Which output stream a chunk belongs to (a process with a terminal has only `.stdout`).
@@ -72,6 +113,14 @@ public enum Message: Equatable, Sendable {
     case error(process: UInt32, message: String)
     /// H→G: stop everything and power the VM off. G→H: the agent is about to power off.
     case shutdown
+    /// H→G (v2): list the guest's processes.
+    case listProcesses
+    /// G→H (v2): the answer to listProcesses.
+    case processList([GuestProcessInfo])
+    /// H→G (v2): report resource usage.
+    case statsRequest
+    /// G→H (v2): the answer to statsRequest.
+    case stats(GuestStats)
 
     public var type: MessageType {
         switch self {
@@ -89,6 +138,10 @@ public enum Message: Equatable, Sendable {
         case .exited: return .exited
         case .error: return .error
         case .shutdown: return .shutdown
+        case .listProcesses: return .listProcesses
+        case .processList: return .processList
+        case .statsRequest: return .statsRequest
+        case .stats: return .stats
         }
     }
 

@@ -2,6 +2,7 @@ import CShims
 import FoundationEssentials
 import GuestHost
 import GuestImage
+import GuestProtocol
 import LinuxOS
 import OCIRuntime
 import Runtime
@@ -78,7 +79,7 @@ public struct MicroVMBackend: Backend {
         let state = directory.path
         let vmRoot = dataRoot + "/microvm"
         let containerData = vmRoot + "/containers/" + request.id
-        record.extra = (record.extra ?? [:]).merging(["containerData": containerData]) { $1 }
+        record.extra = (record.extra ?? [:]).merging(["containerData": containerData, "stateDirectory": state]) { $1 }
         try directory.save(record)
         do {
             try Self.checkHypervisor(record.extra)
@@ -99,7 +100,7 @@ public struct MicroVMBackend: Backend {
             var uri = hypervisorURI ?? ""
             var embedRoot: String? = nil
             if uri.isEmpty {
-                embedRoot = dataRoot + "/libvirt/" + request.id
+                embedRoot = dataRoot + "/libvirt/" + Self.shortName(request.id)
                 uri = "qemu:///embed?root=" + embedRoot!
             }
             // The same kernel command line as plain QEMU gets (QEMUCommand): console, i8042 reset, the image disk.
@@ -111,9 +112,15 @@ public struct MicroVMBackend: Backend {
                 commandLine: qemu.kernelCommandLine, rootfsImage: image.path,
                 consoleLog: state + "/" + MonitorConfig.consoleLog,
                 controlSocket: state + "/" + MonitorConfig.controlSocket, stdioSocket: state + "/" + MonitorConfig.stdioSocket)
-            let config = MonitorConfig(containerID: request.id, stateDirectory: state, hypervisorURI: uri, embedRoot: embedRoot,
+            var config = MonitorConfig(containerID: request.id, stateDirectory: state, hypervisorURI: uri, embedRoot: embedRoot,
                                        sharedCapabilityCache: dataRoot + "/libvirt/.capabilities",
                                        domain: domain, specPath: state + "/spec.json")
+            if request.spec.process?.terminal == true {
+                guard let socket = request.consoleSocket else {
+                    throw MicroVMError("process.terminal is true: give --console-socket (or set terminal to false)")
+                }
+                config.consoleSocket = socket
+            }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .withoutEscapingSlashes]
             // The guest gets the spec as admitted (the policy's ceilings and settings applied), not the bundle's file.
@@ -131,6 +138,16 @@ public struct MicroVMBackend: Backend {
             try? delete(record, directory: directory, force: true)
             throw error
         }
+    }
+
+    /// A short, stable directory name for a container id: QEMU's sockets under the embed root must fit in a
+    /// unix socket path (108 bytes), and engines use 64-character ids. Ids of up to 16 characters are kept.
+    static func shortName(_ id: String) -> String {
+        if id.utf8.count <= 16 { return id }
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325  // FNV-1a 64
+        for byte in id.utf8 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
+        let hex = String(hash, radix: 16)
+        return "h" + String(repeating: "0", count: 16 - hex.count) + hex
     }
 
     /// The agent's initramfs, built once per agent binary (keyed by its size and mtime).
@@ -231,8 +248,12 @@ public struct MicroVMBackend: Backend {
     }
 
     /// Sends one line to the monitor's command socket and returns its one-line reply.
-    func command(_ line: String, directory: ContainerDirectory) throws -> String {
-        let path = directory.path + "/" + MonitorConfig.commandSocket
+    func command(_ line: String, directory: ContainerDirectory, timeoutMs: Int32 = 60_000) throws -> String {
+        try command(line, stateDirectory: directory.path, timeoutMs: timeoutMs)
+    }
+
+    func command(_ line: String, stateDirectory: String, timeoutMs: Int32 = 60_000) throws -> String {
+        let path = stateDirectory + "/" + MonitorConfig.commandSocket
         let fd = try sys("socket", path) { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
         let owned = FileDescriptor(adopting: fd)
         var addr = sockaddr_un()
@@ -245,6 +266,10 @@ public struct MicroVMBackend: Backend {
         var reply: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 512)
         while !reply.contains(10) {
+            var p = pollfd(fd: owned.raw, events: Int16(POLLIN), revents: 0)
+            if try sys("poll", path, { poll(&p, 1, timeoutMs) }) == 0 {
+                throw MicroVMError("the microVM monitor did not answer '\(line)' within \(timeoutMs / 1000) s (see \(stateDirectory)/monitor.log)")
+            }
             let n = try chunk.withUnsafeMutableBytes { try owned.read(into: $0, path: path) }
             if n == 0 { break }
             reply += chunk[0..<n]
@@ -273,7 +298,7 @@ public struct MicroVMBackend: Backend {
         if !isAlive(record) { return .stopped }
         switch record.status {
         case .creating, .created: return record.status
-        default: return .running
+        default: return access(directory.path + "/" + MonitorConfig.pausedMarker, F_OK) == 0 ? .paused : .running
         }
     }
 
@@ -317,26 +342,114 @@ public struct MicroVMBackend: Backend {
         try dir.removeTree(String(name))
     }
 
-    // MARK: the rest
+    // MARK: exec
 
+    /// Runs another process in the guest through a `bulkhead-vm-monitor exec` child of the caller (see
+    /// ``ExecClient``): that child's pid stands for the guest process on the host (pid file, wait, signals).
     public func exec(_ record: ContainerRecord, _ request: ExecRequest) throws -> Int32 {
-        throw RuntimeError("exec into a microVM container is not implemented yet (container \(record.id)); run the process as the container's own")
+        guard isAlive(record), record.status != .created else {
+            throw RuntimeError("cannot exec in container \(record.id): container not running")
+        }
+        let state = stateDirectory(record)
+        if access(state + "/" + MonitorConfig.pausedMarker, F_OK) == 0 {
+            throw RuntimeError("cannot exec in container \(record.id): it is paused (resume it first)")
+        }
+        if request.process.terminal == true && request.consoleSocket == nil {
+            throw RuntimeError("exec with a terminal needs --console-socket (the engine's socket that receives the pty)")
+        }
+        if request.preserveFds > 0 {
+            throw RuntimeError("exec --preserve-fds cannot pass host fds into a microVM (container \(record.id)); pass data through stdin instead")
+        }
+        let encoder = JSONEncoder()
+        let processFile = state + "/exec-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).json"
+        try FileDescriptor.open(processFile, O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
+            .writeAll(Array(try encoder.encode(request.process)), path: processFile)
+        var fds: [Int32] = [0, 0]
+        try sys("socketpair", nil) { socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) }
+        let reader = FileDescriptor(adopting: fds[0])
+        let pid: pid_t
+        do {
+            pid = try ChildProcess.spawn(try MicroVMPaths.monitor(),
+                                         arguments: ["bulkhead-vm-monitor", "exec", state, processFile, request.consoleSocket ?? ""],
+                                         environment: Self.passEnvironment(), fds: [(fds[1], 3)])
+        } catch {
+            close(fds[1])
+            unlink(processFile)
+            throw error
+        }
+        close(fds[1])
+        var line: [UInt8] = []
+        var byte: UInt8 = 0
+        while true {
+            let n = read(reader.raw, &byte, 1)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 || byte == 10 { break }
+            line.append(byte)
+        }
+        let text = String(decoding: line, as: UTF8.self)
+        guard text.hasPrefix("started ") else {
+            Glibc.kill(pid, SIGKILL)
+            _ = try? ChildProcess.wait(pid)
+            unlink(processFile)
+            let reason = text.hasPrefix("error ") ? String(text.dropFirst(6)) : "the exec helper ended without reporting"
+            throw RuntimeError("exec in container \(record.id) failed: \(reason)")
+        }
+        if let pidFile = request.pidFile {
+            try FileDescriptor.open(pidFile, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644).writeAll("\(pid)", path: pidFile)
+        }
+        return pid
     }
 
+    /// The container's state directory (sockets, logs), recorded at create.
+    func stateDirectory(_ record: ContainerRecord) -> String {
+        record.extra?["stateDirectory"] ?? ""
+    }
+
+    // MARK: pause, ps, stats
+
+    /// Suspends the whole VM (its vCPUs stop; libvirt's virDomainSuspend through the monitor).
     public func pause(_ record: ContainerRecord) throws {
-        throw RuntimeError("pause of a microVM container is not implemented yet (container \(record.id))")
+        guard isAlive(record) else { throw RuntimeError.notRunning(record.id) }
+        let reply = try command("pause", stateDirectory: stateDirectory(record))
+        guard reply == "ok" else { throw RuntimeError("cannot pause container \(record.id): \(reply)") }
     }
 
     public func resume(_ record: ContainerRecord) throws {
-        throw RuntimeError("resume of a microVM container is not implemented yet (container \(record.id))")
+        guard isAlive(record) else { throw RuntimeError.notRunning(record.id) }
+        let reply = try command("resume", stateDirectory: stateDirectory(record))
+        guard reply == "ok" else { throw RuntimeError("cannot resume container \(record.id): \(reply)") }
     }
+
+    /// The guest's processes, as the agent lists them (guest pids).
+    public func guestProcesses(_ record: ContainerRecord) throws -> [GuestProcessInfo] {
+        guard isAlive(record) else { throw RuntimeError.notRunning(record.id) }
+        let reply = try command("ps", stateDirectory: stateDirectory(record), timeoutMs: 30_000)
+        guard reply.hasPrefix("[") else { throw RuntimeError("cannot list the processes of container \(record.id): \(reply)") }
+        return try JSONDecoder().decode([GuestProcessInfo].self, from: Data(reply.utf8))
+    }
+
+    // MARK: the rest
 
     public func processes(_ record: ContainerRecord) throws -> [Int32] {
         guard isAlive(record) else { return [] }
         return [record.pid] + (qemuPid(record).map { [$0] } ?? [])
     }
 
-    public func stats(_ record: ContainerRecord) throws -> ContainerStats { ContainerStats() }
+    /// Usage inside the guest (the container's cgroup there, else the whole guest), from the agent.
+    public func stats(_ record: ContainerRecord) throws -> ContainerStats {
+        guard isAlive(record) else { return ContainerStats() }
+        let reply = try command("stats", stateDirectory: stateDirectory(record), timeoutMs: 30_000)
+        guard reply.hasPrefix("{") else { throw RuntimeError("cannot read the statistics of container \(record.id): \(reply)") }
+        let s = try JSONDecoder().decode(GuestStats.self, from: Data(reply.utf8))
+        var out = ContainerStats()
+        // runc's shape; a limit of 0 means none (as runc reports it).
+        out.cpu.usage.total = s.cpuUsageNanoseconds
+        out.memory.usage.usage = s.memoryUsageBytes
+        out.memory.usage.limit = s.memoryLimitBytes
+        out.pids.current = s.pidsCurrent
+        out.pids.limit = s.pidsLimit
+        return out
+    }
 
     public func wait(forChild pid: Int32) -> Int32 { ChildProcess.waitForwardingSignals(pid) }
 }

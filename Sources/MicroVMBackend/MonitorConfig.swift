@@ -15,6 +15,9 @@ public struct MonitorConfig: Codable, Sendable, Equatable {
     public var domain: DomainDefinition
     /// The OCI spec (config.json bytes) the guest agent applies.
     public var specPath: String
+    /// `process.terminal` is true: the monitor hands a pty master to this socket (the engine's
+    /// `--console-socket`) and relays the guest's terminal through it instead of its own stdio.
+    public var consoleSocket: String?
 
     public init(containerID: String, stateDirectory: String, hypervisorURI: String, embedRoot: String?,
                 sharedCapabilityCache: String?, domain: DomainDefinition, specPath: String) {
@@ -27,6 +30,8 @@ public struct MonitorConfig: Codable, Sendable, Equatable {
     /// Files the monitor writes into the state directory.
     public static let controlSocket = "ctl.sock", stdioSocket = "io.sock", commandSocket = "monitor.sock"
     public static let consoleLog = "console.log", qemuPidFile = "qemu.pid"
+    /// Present while the domain is suspended (`pause`).
+    public static let pausedMarker = "paused"
 }
 
 /// A transient libvirt domain for one microVM: direct kernel boot, the shared read-only rootfs image as the
@@ -38,6 +43,10 @@ public struct DomainDefinition: Codable, Sendable, Equatable {
     /// libvirt 9.0 refuses QEMU's `microvm` machine type; `pc` boots our kernel fine.
     public var machine = "pc"
     public var memoryMiB: Int
+    /// Host memory QEMU may use beyond the guest's RAM (its own heap, TCG's code buffer, device state) before
+    /// the memory limit of the domain's host cgroup stops it (set by the monitor, see ``HostMemoryLimit``; not
+    /// libvirt's memtune, whose hard_limit also raises QEMU's RLIMIT_MEMLOCK and needs CAP_SYS_RESOURCE).
+    public var overheadMiB = 256
     public var vcpus: Int
     public var emulator = "/usr/bin/qemu-system-x86_64"
     public var kernel: String

@@ -1,5 +1,6 @@
 import CShims
 import Cgroups
+import Confine
 import FoundationEssentials
 import LinuxOS
 import Logging
@@ -14,14 +15,14 @@ import Glibc
 /// and drives it over a sync socket.
 public struct NamespaceBackend: Backend {
     public let name = "namespace"
-    /// Applies `linux.resources` (the hardening layer plugs in here; today: nothing).
+    /// Applies `linux.resources` (``CgroupResourceApplier`` unless a test gives another).
     public let resources: ResourceApplier
     /// The binary re-executed as the container init.
     public let initBinary: String
     let logger = Logger(label: "bulkhead.namespace")
 
-    public init(resources: ResourceApplier = NoResourceLimits(), initBinary: String = "/proc/self/exe") {
-        self.resources = resources
+    public init(resources: ResourceApplier? = nil, initBinary: String = "/proc/self/exe") {
+        self.resources = resources ?? CgroupResourceApplier(warn: { Logger(label: "bulkhead.cgroups").warning("\($0)") })
         self.initBinary = initBinary
     }
 
@@ -37,6 +38,8 @@ public struct NamespaceBackend: Backend {
     public func create(_ request: CreateRequest, record: inout ContainerRecord, directory: ContainerDirectory) throws {
         let spec = request.spec
         record.hooks = spec.hooks
+        // What `exec` needs to confine its processes like this one.
+        record.extra = (record.extra ?? [:]).merging([ConfinementRecord.key: ConfinementRecord(spec: spec).encoded]) { $1 }
         guard let process = spec.process else {
             throw RuntimeError("create \(request.id): config.json has no process section; the namespace tier needs one")
         }
@@ -54,22 +57,22 @@ public struct NamespaceBackend: Backend {
         do {
             // 1. The cgroup, before any process exists, so that everything the container starts is inside it.
             let layout = try stepOf("detect the cgroup layout") { try CgroupLayout.detect() }
-            if request.systemdCgroup && access("/run/systemd/system", F_OK) != 0 {
-                logger.info("systemd is not running on this host: using the cgroupfs driver for linux.cgroupsPath \"\(spec.linux?.cgroupsPath ?? "")\"")
-            }
             let path = try stepOf("resolve linux.cgroupsPath") {
                 try CgroupPath.resolve(spec.linux?.cgroupsPath, containerID: request.id, systemd: request.systemdCgroup,
                                        ownCgroup: ownCgroupPath(controller: layout.kind == .unified ? "" : "pids"))
+            }
+            if request.systemdCgroup && !CgroupPath.systemdIsRunning() {
+                logger.info("systemd is not running on this host: --systemd-cgroup falls back to the cgroupfs driver; linux.cgroupsPath \"\(spec.linux?.cgroupsPath ?? "")\" is the cgroup \(path) (no systemd scope is created)")
             }
             let cgroup = Cgroup(layout: layout, path: path)
             record.cgroupPath = path
             try directory.save(record)
             try stepOf("create cgroup \(path)") { try cgroup.create() }
             createdCgroup = cgroup
-            if let res = spec.linux?.resources {
-                let json = Array(try JSONEncoder().encode(res))
-                try stepOf("apply linux.resources") { try resources.apply(ResourceRequest(json: json), to: cgroup) }
-            }
+            // Always, even without a resources section: the device rules (deny by default, the standard devices
+            // allowed) apply to every container, as with runc.
+            let json = try spec.linux?.resources.map { Array(try JSONEncoder().encode($0)) } ?? []
+            try stepOf("apply linux.resources") { try resources.apply(ResourceRequest(json: json), to: cgroup) }
 
             // 2. The exec fifo `start` opens.
             let fifo = directory.path + "/" + Self.fifoName
@@ -384,8 +387,14 @@ public struct NamespaceBackend: Backend {
         if let cg, cg.freezerState() != .thawed {
             throw RuntimeError("cannot exec in container \(record.id): it is paused (resume it first)")
         }
+        // The container's seccomp filter applies to every process in it (the process.json carries none).
+        var spec = Spec()
+        if let seccomp = try ConfinementRecord.from(record.extra)?.seccomp {
+            spec.linux = Spec.Linux()
+            spec.linux?.seccomp = seccomp
+        }
         let config = InitConfig(
-            mode: .exec, id: record.id, bundle: record.bundle, rootfs: record.rootfs, spec: Spec(),
+            mode: .exec, id: record.id, bundle: record.bundle, rootfs: record.rootfs, spec: spec,
             process: request.process, noPivot: false, noNewKeyring: true, fifoPath: nil, consoleFD: nil,
             preserveFds: request.preserveFds, cgroupDirectories: [], cgroupUnified: false, targetPid: record.pid,
             hasStartContainerHooks: false, hasCreateHooks: false)
@@ -425,14 +434,18 @@ public struct NamespaceBackend: Backend {
 
     public func stats(_ record: ContainerRecord) throws -> ContainerStats {
         guard let cg = cgroup(of: record) else { return ContainerStats() }
-        let s = cg.stats()
-        var out = ContainerStats()
-        out.cpuUsageNanoseconds = s.cpuUsageNanoseconds
-        out.memoryUsageBytes = s.memoryUsageBytes
-        out.memoryLimitBytes = s.memoryLimitBytes
-        out.pidsCurrent = s.pidsCurrent
-        out.pidsLimit = s.pidsLimit
-        return out
+        return cg.stats()
+    }
+
+    public func update(_ record: ContainerRecord, resources r: LinuxResources) throws {
+        guard isAlive(record) else { throw RuntimeError.notRunning(record.id) }
+        guard let cg = cgroup(of: record), cg.exists else {
+            throw RuntimeError("cannot update container \(record.id): it has no cgroup")
+        }
+        let applier = (resources as? CgroupResourceApplier) ?? CgroupResourceApplier(warn: { Logger(label: "bulkhead.cgroups").warning("\($0)") })
+        do { try applier.apply(r, to: cg, update: true) } catch {
+            throw RuntimeError("update \(record.id): \(error)")
+        }
     }
 
     public func wait(forChild pid: Int32) -> Int32 { ChildProcess.waitForwardingSignals(pid) }

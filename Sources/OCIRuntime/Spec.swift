@@ -145,7 +145,8 @@ public struct Spec: Codable, Sendable, Equatable {
         /// Resource limits: applied by the cgroup resource layer (issue 4); carried through untouched here.
         public var resources: Resources?
         public var rootfsPropagation: String?
-        public var seccomp: JSONValue?
+        /// Applied by the `Confine` target in the container init, last before exec.
+        public var seccomp: Seccomp?
         public var sysctl: [String: String]?
         public var maskedPaths: [String]?
         public var readonlyPaths: [String]?

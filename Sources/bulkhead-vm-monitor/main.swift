@@ -111,6 +111,9 @@ func ignoreVirtError(_: UnsafeMutableRawPointer?, _: virErrorPtr?) {}
 
 // MARK: main
 
+if CommandLine.arguments.count >= 2 && CommandLine.arguments[1] == "exec" {
+    ExecClient.main(CommandLine.arguments)
+}
 guard CommandLine.arguments.count == 2 else {
     writeAll(2, Array("usage: bulkhead-vm-monitor STATE-DIRECTORY (started by bulkhead create; not a command to call)\n".utf8))
     exit(2)
@@ -159,11 +162,14 @@ var domain: virDomainPtr? = nil
 
 let channel: GuestChannel
 let commands: UnixListener
+var terminal: HostTerminal? = nil
 do {
     if let root = config.embedRoot { try prepareEmbedRoot(root, sharedCache: config.sharedCapabilityCache) }
     let control = try UnixListener(path: config.domain.controlSocket)
     let stdio = try UnixListener(path: config.domain.stdioSocket)
-    commands = try UnixListener(path: stateDirectory + "/" + MonitorConfig.commandSocket)
+    commands = try UnixListener(path: stateDirectory + "/" + MonitorConfig.commandSocket, backlog: 16)
+    // runc hands the engine the container's terminal during create; so do we (a host pty relayed to the guest's).
+    if let socket = config.consoleSocket { terminal = try HostTerminal(consoleSocket: socket, controlling: true) }
     guard let c = virConnectOpen(config.hypervisorURI) else {
         throw MonitorFailure(description: "cannot open the hypervisor \(config.hypervisorURI): \(lastVirtError())")
     }
@@ -175,6 +181,12 @@ do {
     if let pid = qemuPid(config: config) {
         report("qemu \(pid)")
         try? writeFile(stateDirectory + "/" + MonitorConfig.qemuPidFile, Array("\(pid)\n".utf8))
+        let limit = (config.domain.memoryMiB + config.domain.overheadMiB) << 20
+        if let problem = HostMemoryLimit.apply(pid: pid, bytes: limit),
+           let log = try? FileDescriptor.open(stateDirectory + "/monitor.log", O_WRONLY | O_APPEND | O_CREAT, mode: 0o600) {
+            // Not the container's stderr: that belongs to the workload.
+            try? log.writeAll(Array("bulkhead-vm-monitor: warning: \(problem)\n".utf8), path: "monitor.log")
+        }
     }
     if let root = config.embedRoot, let shared = config.sharedCapabilityCache, access(shared, F_OK) != 0 {
         copyFiles(from: root + "/cache/qemu/capabilities", to: shared)
@@ -199,6 +211,60 @@ var status: GuestExitStatus? = nil
 var stdoutClosed = false, stderrClosed = false
 var vmGone = false
 var input = [UInt8](repeating: 0, count: 1 << 16)
+let inputFD: Int32 = terminal?.slave ?? 0
+let clientEncoder = FrameEncoder()
+/// Most stdin bytes queued for the guest before the monitor stops reading its inputs (back-pressure).
+let stdinQueueLimit = 1 << 20
+
+/// One `bulkhead-vm-monitor exec` connected to the command socket: its process in the guest and its framed stream.
+final class ExecConnection {
+    let fd: Int32
+    var decoder = FrameDecoder()
+    var process: UInt32?
+    var running = false
+    var exited = false
+    init(fd: Int32) { self.fd = fd }
+}
+var execConnections: [Int32: ExecConnection] = [:]
+var nextProcess: UInt32 = 1
+/// Command connections waiting for the guest's answer to ps / stats, in order.
+var waitingForProcessList: [Int32] = []
+var waitingForStats: [Int32] = []
+
+@MainActor func reply(_ fd: Int32, _ text: String) {
+    writeAll(fd, Array((text + "\n").utf8))
+    close(fd)
+}
+
+@MainActor func jsonLine<T: Encodable>(_ value: T) -> String {
+    (try? JSONEncoder().encode(value)).map { String(decoding: $0, as: UTF8.self) } ?? "error cannot encode the answer"
+}
+
+@MainActor func dropExec(_ c: ExecConnection) {
+    // The host side went away while its process runs: the process has nobody to report to, end it.
+    if !c.exited, let p = c.process { try? channel.send(.signal(process: p, signal: SIGKILL)) }
+    close(c.fd)
+    execConnections[c.fd] = nil
+}
+
+@MainActor func toExec(_ process: UInt32, _ message: Message) {
+    guard let c = execConnections.values.first(where: { $0.process == process }) else { return }
+    if let frame = try? clientEncoder.encode(message) { writeAll(c.fd, frame) }
+    switch message {
+    case .started:
+        c.running = true
+    case .exited:
+        c.exited = true
+        close(c.fd)
+        execConnections[c.fd] = nil
+    case .error where !c.running:
+        // The process never ran: nothing more will come for it.
+        c.exited = true
+        close(c.fd)
+        execConnections[c.fd] = nil
+    default: break
+    }
+}
 
 @MainActor func handle(_ message: Message) {
     switch message {
@@ -206,41 +272,116 @@ var input = [UInt8](repeating: 0, count: 1 << 16)
         if data.isEmpty {
             if stream == .stdout { stdoutClosed = true } else { stderrClosed = true }
         } else {
-            writeAll(stream == .stdout ? 1 : 2, data)
+            writeAll(terminal?.slave ?? (stream == .stdout ? 1 : 2), data)
         }
     case let .exited(0, s): status = s
     case let .error(0, text):
         writeAll(2, Array("bulkhead: the container's process failed in the guest: \(text)\n".utf8))
         if status == nil { status = .exited(127) }
         stdoutClosed = true; stderrClosed = true
+    case let .started(p, _) where p != 0: toExec(p, message)
+    case let .output(p, _, _) where p != 0: toExec(p, message)
+    case let .exited(p, _) where p != 0: toExec(p, message)
+    case let .error(p, _) where p != 0 && p != Message.noProcess: toExec(p, message)
+    case let .processList(list):
+        if !waitingForProcessList.isEmpty { reply(waitingForProcessList.removeFirst(), jsonLine(list)) }
+    case let .stats(s):
+        if !waitingForStats.isEmpty { reply(waitingForStats.removeFirst(), jsonLine(s)) }
+    case let .error(_, text):
+        // A request without a process failed (ps or stats on an old agent, …): answer whoever waits.
+        if !waitingForProcessList.isEmpty { reply(waitingForProcessList.removeFirst(), "error \(text)") }
+        else if !waitingForStats.isEmpty { reply(waitingForStats.removeFirst(), "error \(text)") }
     default: break
+    }
+}
+
+/// Reads frames from an exec connection and forwards them to the guest as that connection's process.
+@MainActor func serveExec(_ c: ExecConnection) {
+    let n = input.withUnsafeMutableBytes { read(c.fd, $0.baseAddress, $0.count) }
+    if n < 0 && (errno == EINTR || errno == EAGAIN) { return }
+    if n <= 0 { dropExec(c); return }
+    c.decoder.append(input[0..<n])
+    do {
+        while let message = try c.decoder.next() {
+            switch (message, c.process) {
+            case let (.exec(_, spec), nil):
+                let p = nextProcess
+                nextProcess += 1
+                c.process = p
+                try channel.send(.exec(process: p, spec: spec))
+            case let (.stdin(_, data), p?): try channel.queueStdin(process: p, data)
+            case let (.closeStdin, p?): try channel.send(.closeStdin(process: p))
+            case let (.signal(_, sig), p?): try channel.send(.signal(process: p, signal: sig))
+            case let (.windowSize(_, rows, columns), p?): try channel.send(.windowSize(process: p, rows: rows, columns: columns))
+            default:
+                throw MonitorFailure(description: "unexpected \(message.type) from an exec client")
+            }
+        }
+    } catch {
+        if let frame = try? clientEncoder.encode(.error(process: 0, message: "\(error)")) { writeAll(c.fd, frame) }
+        dropExec(c)
     }
 }
 
 @MainActor func serveCommand() {
     guard let fd = try? commands.accept(timeoutMs: 0) else { return }
-    defer { close(fd) }
-    var buffer = [UInt8](repeating: 0, count: 256)
-    let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-    let line = n > 0 ? String(decoding: buffer[0..<n].prefix { $0 != 10 }, as: UTF8.self) : ""
-    var reply = "ok"
-    switch line {
-    case "start":
-        if started { reply = "error already started" } else {
-            do { try channel.send(.start); started = true } catch { reply = "error \(error)" }
-        }
-    default: reply = "error unknown command '\(line.prefix(40))'"
+    var line: [UInt8] = []
+    var byte: UInt8 = 0
+    while line.count < 256 {
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&p, 1, 1000) == 1 else { break }
+        let n = read(fd, &byte, 1)
+        if n < 0 && errno == EINTR { continue }
+        if n <= 0 || byte == 10 { break }
+        line.append(byte)
     }
-    writeAll(fd, Array((reply + "\n").utf8))
+    let command = String(decoding: line, as: UTF8.self)
+    switch command {
+    case "start":
+        if started { reply(fd, "error already started"); return }
+        do {
+            try channel.send(.start)
+            started = true
+            if let size = terminal?.size { try? channel.send(.windowSize(process: 0, rows: size.rows, columns: size.columns)) }
+            reply(fd, "ok")
+        } catch { reply(fd, "error \(error)") }
+    case "exec":
+        guard started, status == nil else { reply(fd, "error the container is not running"); return }
+        guard access(stateDirectory + "/" + MonitorConfig.pausedMarker, F_OK) != 0 else { reply(fd, "error the container is paused"); return }
+        writeAll(fd, Array("ok\n".utf8))
+        execConnections[fd] = ExecConnection(fd: fd)
+    case "pause":
+        guard let domain else { reply(fd, "error the VM is gone"); return }
+        if virDomainSuspend(domain) != 0 { reply(fd, "error libvirt: \(lastVirtError())"); return }
+        try? writeFile(stateDirectory + "/" + MonitorConfig.pausedMarker, [])
+        reply(fd, "ok")
+    case "resume":
+        guard let domain else { reply(fd, "error the VM is gone"); return }
+        guard access(stateDirectory + "/" + MonitorConfig.pausedMarker, F_OK) == 0 else { reply(fd, "error the container is not paused"); return }
+        if virDomainResume(domain) != 0 { reply(fd, "error libvirt: \(lastVirtError())"); return }
+        unlink(stateDirectory + "/" + MonitorConfig.pausedMarker)
+        reply(fd, "ok")
+    case "ps", "stats":
+        guard access(stateDirectory + "/" + MonitorConfig.pausedMarker, F_OK) != 0 else { reply(fd, "error the container is paused (its guest cannot answer)"); return }
+        do {
+            try channel.send(command == "ps" ? .listProcesses : .statsRequest)
+            if command == "ps" { waitingForProcessList.append(fd) } else { waitingForStats.append(fd) }
+        } catch { reply(fd, "error \(error)") }
+    default:
+        reply(fd, "error unknown command '\(command.prefix(40))'")
+    }
 }
 
 while !(status != nil && stdoutClosed && stderrClosed) && !vmGone {
-    let wantStdin = started && stdinOpen && !channel.hasQueuedStdin
+    let backlogged = channel.queuedStdinBytes >= stdinQueueLimit
+    let wantStdin = started && stdinOpen && !backlogged
     var fds = [pollfd(fd: commands.fd, events: Int16(POLLIN), revents: 0),
                pollfd(fd: signalFD, events: Int16(POLLIN), revents: 0),
                pollfd(fd: channel.control, events: Int16(POLLIN), revents: 0),
                pollfd(fd: channel.stdio, events: Int16(POLLIN | (channel.hasQueuedStdin ? POLLOUT : 0)), revents: 0),
-               pollfd(fd: wantStdin ? 0 : -1, events: Int16(POLLIN), revents: 0)]
+               pollfd(fd: wantStdin ? inputFD : -1, events: Int16(POLLIN), revents: 0)]
+    let execs = Array(execConnections.values)
+    for c in execs { fds.append(pollfd(fd: backlogged ? -1 : c.fd, events: Int16(POLLIN), revents: 0)) }
     let r = poll(&fds, nfds_t(fds.count), 1000)
     if r < 0 { if errno == EINTR { continue }; break }
     if fds[0].revents != 0 { serveCommand() }
@@ -248,7 +389,11 @@ while !(status != nil && stdoutClosed && stderrClosed) && !vmGone {
         var info = signalfd_siginfo()
         while read(signalFD, &info, MemoryLayout<signalfd_siginfo>.size) == MemoryLayout<signalfd_siginfo>.size {
             let sig = Int32(info.ssi_signo)
-            if sig == SIGCHLD || sig == SIGPIPE || sig == SIGWINCH || sig == SIGURG { continue }
+            if sig == SIGWINCH {
+                if started, let size = terminal?.size { try? channel.send(.windowSize(process: 0, rows: size.rows, columns: size.columns)) }
+                continue
+            }
+            if sig == SIGCHLD || sig == SIGPIPE || sig == SIGURG { continue }
             if started {
                 try? channel.send(.signal(process: 0, signal: sig))
             } else if sig == SIGTERM || sig == SIGINT || sig == SIGHUP || sig == SIGQUIT {
@@ -258,14 +403,16 @@ while !(status != nil && stdoutClosed && stderrClosed) && !vmGone {
         }
     }
     if fds[4].revents != 0 {
-        let n = input.withUnsafeMutableBytes { read(0, $0.baseAddress, $0.count) }
+        let n = input.withUnsafeMutableBytes { read(inputFD, $0.baseAddress, $0.count) }
         if n > 0 {
             try? channel.queueStdin(process: 0, Array(input[0..<n]))
         } else if n == 0 || (errno != EINTR && errno != EAGAIN) {
+            // A terminal's EIO means the engine closed its master: nothing more will be typed (no EOF to send).
             stdinOpen = false
-            try? channel.send(.closeStdin(process: 0))
+            if terminal == nil { try? channel.send(.closeStdin(process: 0)) }
         }
     }
+    for (i, c) in execs.enumerated() where fds[5 + i].revents != 0 && execConnections[c.fd] != nil { serveExec(c) }
     if fds[2].revents != 0 || fds[3].revents != 0 {
         do {
             while let message = try channel.receive(deadlineMs: nowMs() + 1) { handle(message) }
@@ -275,6 +422,9 @@ while !(status != nil && stdoutClosed && stderrClosed) && !vmGone {
     }
 }
 
+for c in execConnections.values { close(c.fd) }
+for fd in waitingForProcessList + waitingForStats { reply(fd, "error the container ended") }
+unlink(stateDirectory + "/" + MonitorConfig.pausedMarker)
 if let status { finish(status.shellCode) }
 // The VM ended without reporting the process's exit (killed with SIGKILL, or it crashed).
 finish(137)

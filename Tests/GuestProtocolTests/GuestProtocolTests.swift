@@ -21,6 +21,12 @@ let samples: [Message] = [
     .exited(process: 1, status: .signaled(9)),
     .error(process: Message.noProcess, message: "no such process 9"),
     .shutdown,
+    .listProcesses,
+    .processList([]),
+    .processList([GuestProcessInfo(pid: 1, ppid: 0, uid: 0, state: "S", rssKiB: 1 << 40, command: "sh -c 'sleep 1'"),
+                  GuestProcessInfo(pid: 7, ppid: 1, uid: 65534, state: "Z", rssKiB: 0, command: "[sleep]")]),
+    .statsRequest,
+    .stats(GuestStats(cpuUsageNanoseconds: .max, memoryUsageBytes: 123 << 20, memoryLimitBytes: 0, pidsCurrent: 3, pidsLimit: 64)),
 ]
 
 @Suite struct RoundTrip {
@@ -64,7 +70,9 @@ let samples: [Message] = [
 
     @Test func headerLayoutIsAsDocumented() throws {
         let frame = try FrameEncoder().encode(.closeStdin(process: 0x0102_0304))
-        #expect(frame == [0x42, 0x48, 1, MessageType.closeStdin.rawValue, 0, 0, 0, 4, 1, 2, 3, 4])
+        #expect(frame == [0x42, 0x48, GuestFrame.version, MessageType.closeStdin.rawValue, 0, 0, 0, 4, 1, 2, 3, 4])
+        // Hello always goes out in the oldest version spoken, so an older peer can read it.
+        #expect(try FrameEncoder().encode(.hello(minVersion: 1, maxVersion: 2, software: ""))[2] == GuestFrame.minimumVersion)
     }
 }
 
@@ -82,8 +90,8 @@ let samples: [Message] = [
 
     @Test func wrongVersionIsRefused() throws {
         var frame = try FrameEncoder().encode(.start)
-        frame[2] = 2
-        #expect(throws: GuestProtocolError.unsupportedVersion(2)) { try decode(frame) }
+        frame[2] = GuestFrame.version + 1
+        #expect(throws: GuestProtocolError.unsupportedVersion(GuestFrame.version + 1)) { try decode(frame) }
         frame[2] = 0
         #expect(throws: GuestProtocolError.unsupportedVersion(0)) { try decode(frame) }
         // Even before the rest of the header arrives.
@@ -205,6 +213,43 @@ let samples: [Message] = [
                 }
             }
         }
+    }
+}
+
+@Suite struct Versions {
+    @Test func version2MessagesAreRefusedInVersion1Frames() throws {
+        // An encoder speaking version 1 (negotiated with an old peer) cannot send them.
+        #expect(throws: GuestProtocolError.typeNotInVersion(type: MessageType.listProcesses.rawValue, version: 1)) {
+            try FrameEncoder(version: 1).encode(.listProcesses)
+        }
+        // A version-1 frame carrying a version-2 type is refused as soon as its header arrives.
+        var frame = try FrameEncoder().encode(.statsRequest)
+        frame[2] = 1
+        var d = FrameDecoder()
+        d.append(frame.prefix(4))
+        #expect(throws: GuestProtocolError.typeNotInVersion(type: MessageType.statsRequest.rawValue, version: 1)) { try d.next() }
+        // Version-1 messages still encode in version 1.
+        #expect(try FrameEncoder(version: 1).encode(.start)[2] == 1)
+    }
+
+    @Test func aProcessListOverTheListLimitIsRefusedOnBothSides() throws {
+        let limits = GuestProtocolLimits(maxListCount: 2)
+        let three = Array(repeating: GuestProcessInfo(pid: 1, ppid: 0, uid: 0, state: "R", rssKiB: 0, command: "x"), count: 3)
+        #expect(throws: GuestProtocolError.fieldTooLarge(field: "processList.count", length: 3, limit: 2)) {
+            try FrameEncoder(limits: limits).encode(.processList(three))
+        }
+        let frame = try FrameEncoder().encode(.processList(three))
+        var d = FrameDecoder(limits: limits)
+        d.append(frame)
+        #expect(throws: GuestProtocolError.fieldTooLarge(field: "processList.count", length: 3, limit: 2)) { try d.next() }
+    }
+
+    @Test func aProcessListClaimingMoreEntriesThanItCarriesIsTruncated() throws {
+        var frame = try FrameEncoder().encode(.processList([]))
+        frame[8 + 3] = 5  // count 5, no entries
+        var d = FrameDecoder()
+        d.append(frame)
+        #expect(throws: GuestProtocolError.truncated(field: "processList.pid")) { try d.next() }
     }
 }
 

@@ -62,6 +62,12 @@ import Testing
         #expect(flags == 2 | (1 << 24))
         #expect(data == "mode=755,size=65536k")
         #expect(GuestMount(destination: "/sys", type: "sysfs", source: nil, options: ["ro", "nodev", "noexec"]).flagsAndData.flags == 1 | 4 | 8)
+        // podman's options: propagation and its own hints are not mount data (cgroup2 refuses them with EINVAL).
+        let podman = GuestMount(destination: "/sys/fs/cgroup", type: "cgroup", source: "cgroup",
+                                options: ["rprivate", "nosuid", "noexec", "nodev", "relatime", "ro"]).flagsAndData
+        #expect(podman.flags == 1 | 2 | 4 | 8 | (1 << 21))
+        #expect(podman.data == "")
+        #expect(GuestMount(destination: "/dev", type: "tmpfs", source: "tmpfs", options: ["nosuid", "tmpcopyup", "mode=755"]).flagsAndData.data == "mode=755")
     }
 }
 

@@ -57,7 +57,7 @@ enum Tier {
         var dataRoot: String { dir + "/data" }
         var bundle: String { dir + "/bundle" }
 
-        init(_ tag: String, args: [String], annotation: Bool = false) throws {
+        init(_ tag: String, args: [String], annotation: Bool = false, terminal: Bool = false) throws {
             dir = "/tmp/bhvm-\(tag)-\(UInt16.random(in: 0...UInt16.max))"
             let bin = bundle + "/rootfs/bin"
             try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true)
@@ -65,13 +65,13 @@ enum Tier {
                 try FileManager.default.createDirectory(atPath: bundle + "/rootfs/" + d, withIntermediateDirectories: true)
             }
             try FileManager.default.copyItem(atPath: "/bin/busybox", toPath: bin + "/busybox")
-            for a in ["sh", "cat", "uname", "echo", "sleep", "true", "wc", "head"] {
+            for a in ["sh", "cat", "uname", "echo", "sleep", "true", "wc", "head", "tty", "stty", "pwd", "dd", "id"] {
                 try FileManager.default.createSymbolicLink(atPath: bin + "/" + a, withDestinationPath: "busybox")
             }
             try "root:x:0:0:root:/:/bin/sh\n".write(toFile: bundle + "/rootfs/etc/passwd", atomically: true, encoding: .utf8)
             let quoted = args.map { "\"\($0.replacingOccurrences(of: "\"", with: "\\\""))\"" }.joined(separator: ",")
             let annotations = annotation ? #","annotations":{"bulkhead.isolation":"microvm"}"# : ""
-            let spec = #"{"ociVersion":"1.0.2","hostname":"guest","root":{"path":"rootfs"},"process":{"terminal":false,"user":{"uid":0,"gid":0},"args":[\#(quoted)],"env":["PATH=/bin","HOME=/"],"cwd":"/"}\#(annotations)}"#
+            let spec = #"{"ociVersion":"1.0.2","hostname":"guest","root":{"path":"rootfs"},"process":{"terminal":\#(terminal),"consoleSize":{"height":30,"width":100},"user":{"uid":0,"gid":0},"args":[\#(quoted)],"env":["PATH=/bin","HOME=/"],"cwd":"/"}\#(annotations)}"#
             try spec.write(toFile: bundle + "/config.json", atomically: true, encoding: .utf8)
         }
 

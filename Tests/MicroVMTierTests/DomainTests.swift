@@ -26,6 +26,22 @@ struct DomainTests {
         #expect(kvm.xml.contains("<cpu mode='host-passthrough'/>"))
     }
 
+    @Test func hostMemoryLimitFindsTheV1MemoryControllerElseV2() throws {
+        let dir = "/tmp/bulkhead-hostmem-\(UInt32.random(in: 0...UInt32.max))"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try MicroVMPaths.makeDirectories(dir + "/proc/7")
+        try MicroVMPaths.makeDirectories(dir + "/proc/8")
+        try "9:name=systemd:/\n4:memory:/machine/qemu-embed-x-1-bulkhead-c1.libvirt-qemu\n0::/machine/q/emulator\n".write(toFile: dir + "/proc/7/cgroup", atomically: true, encoding: .utf8)
+        try "0::/machine/q\n".write(toFile: dir + "/proc/8/cgroup", atomically: true, encoding: .utf8)
+        let v1 = HostMemoryLimit.limitFile(of: 7, procRoot: dir + "/proc", cgroupRoot: "/cg")
+        #expect(v1?.file == "/cg/memory/machine/qemu-embed-x-1-bulkhead-c1.libvirt-qemu/memory.limit_in_bytes")
+        let v2 = HostMemoryLimit.limitFile(of: 8, procRoot: dir + "/proc", cgroupRoot: "/cg")
+        #expect(v2?.file == "/cg/unified/machine/q/memory.max" && v2?.cgroup == "/machine/q")
+        #expect(HostMemoryLimit.limitFile(of: 9, procRoot: dir + "/proc") == nil)
+        // The root cgroup and our own are never limited.
+        #expect(HostMemoryLimit.apply(pid: getpid(), bytes: 1 << 30) != nil)
+    }
+
     @Test func probeRefusesKVMPVMAndMissingKVM() throws {
         let dir = "/tmp/bulkhead-probe-\(UInt32.random(in: 0...UInt32.max))"
         try MicroVMPaths.makeDirectories(dir + "/kvm_pvm")

@@ -6,9 +6,11 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-/// What the child does between fork and exec, in this order: reset signals; new session; stdio to
-/// 0/1/2 (and the terminal as controlling tty); chroot + chdir; rlimits; groups, gid, uid;
-/// no_new_privs; exec (args[0] looked up in the PATH of `envp` when it has no slash).
+/// What the child does between clone and exec, in this order: reset signals; join the cgroup; join
+/// namespaces (setns); in a new mount namespace make mounts private and, in a new pid namespace too,
+/// mount a fresh proc; new session; stdio to 0/1/2 (and the terminal as controlling tty); chroot + chdir;
+/// rlimits; groups, gid, uid; no_new_privs; exec (args[0] looked up in the PATH of `envp` when it has
+/// no slash). New namespaces (`clone_flags`) are created by clone(2) itself.
 struct bh_agent_spawn_request {
     const char *root;                /* chroot into this directory (NULL: stay) */
     const char *cwd;                 /* working directory inside the root */
@@ -25,6 +27,12 @@ struct bh_agent_spawn_request {
     int stdin_fd, stdout_fd, stderr_fd;
     int terminal;                    /* stdin_fd is a pty slave: make it the controlling terminal */
     int no_new_privileges;
+    int clone_flags;                 /* CLONE_NEW* namespaces to create for the child (0: none) */
+    const int *join_fds;             /* namespace fds (from /proc/PID/ns/...) the child joins with setns, */
+    const int *join_types;           /* each with its CLONE_NEW* type; a pid namespace is joined by the   */
+    int njoin;                       /* parent around the clone (it applies to children only)             */
+    int cgroup_procs_fd;             /* an open cgroup.procs the child moves itself into (-1: none) */
+    const char *proc_mount;          /* with CLONE_NEWPID|CLONE_NEWNS: mount a fresh proc here (NULL: none) */
 };
 
 /// Forks and runs the request in the child. Returns the child's pid, or -1 with `*failed_stage` naming
@@ -38,8 +46,9 @@ int bh_agent_pipe(int fds[2]);
 /// TIOCSWINSZ on a terminal fd.
 int bh_agent_set_winsize(int fd, unsigned short rows, unsigned short columns);
 
-/// Opens a pty pair (master O_RDWR|O_NOCTTY|O_CLOEXEC, slave O_RDWR|O_NOCTTY|O_CLOEXEC).
-int bh_agent_openpty(int *master, int *slave);
+/// Opens a pty pair from the devpts instance of `ptmx` (the container's own /dev/pts/ptmx, so the slave has a
+/// name inside the container): master and slave O_RDWR|O_NOCTTY|O_CLOEXEC.
+int bh_agent_openpty(const char *ptmx, int *master, int *slave);
 
 /// reboot(2): power_off != 0 asks for RB_POWER_OFF, else RB_AUTOBOOT (with reboot=k: the i8042 reset).
 int bh_agent_reboot(int power_off);
