@@ -32,11 +32,8 @@ struct Events: ParsableCommand, GlobalOptionsCarrier {
         var nextStats: UInt64 = 0
         while true {
             let (directory, record, backend) = try RuntimeSupport.open(globals, id)
-            let cgroup = record.backend == "namespace" ? record.cgroupPath.flatMap { path in
-                (try? CgroupLayout.detect()).map { Cgroup(layout: $0, path: path) }
-            } : nil
             // OOM first: a container whose init the OOM killer just took is already stopped.
-            if !stats, let count = cgroup?.oomKillCount() {
+            if !stats, let count = backend.oomKills(record) {
                 if let last = lastOOM, count > last {
                     try RuntimeSupport.printJSON(Event<CgroupStats>(type: "oom", id: id, data: nil), pretty: false)
                 }

@@ -124,7 +124,11 @@ struct ResourceWriter {
         if (!update || r.devices != nil) && cgroup.layout.hierarchy(for: "devices") == nil && (r.devices ?? []).isEmpty {
             // Nothing asked for, and no controller to give the defaults with: say so rather than refuse to run.
             warn("this host has no devices cgroup controller: the container's device access is not restricted by a cgroup")
-        } else if !update || r.devices != nil {
+        } else if update && r.devices != nil {
+            // v1 can only be rewritten from "deny all", which would refuse the running processes every device
+            // for a moment (runc's update does not change devices either). v2 swaps the BPF program atomically.
+            throw CgroupError("linux.resources.devices: the device rules of a running container cannot be changed on cgroup v1 (it would briefly refuse every device to its processes); recreate the container with the new rules")
+        } else if !update {
             let rules = try DeviceAccessRule.effective(r.devices)
             let dir = try v1Directory("devices", for: "devices")
             // Start from "nothing allowed", then the rules in order (the kernel evaluates them as v1 always has).

@@ -37,6 +37,9 @@ public enum DeviceFilter {
 
     static let accessBits: [Character: Int32] = ["m": 1, "r": 2, "w": 4]
 
+    /// RLIMIT_MEMLOCK (glibc's enum constant is __RLIMIT_MEMLOCK).
+    static let memlock = __rlimit_resource_t(__RLIMIT_MEMLOCK.rawValue)
+
     /// The program for `rules` (already including the standard devices).
     public static func program(for rules: [DeviceAccessRule]) -> [Instruction] {
         // R2 = type, R3 = access, R4 = major, R5 = minor.
@@ -105,9 +108,26 @@ public enum DeviceFilter {
     public static func load(_ program: [Instruction]) throws -> FileDescriptor {
         let encoded = program.map(\.encoded)
         var log = [CChar](repeating: 0, count: 64 * 1024)
-        let fd = encoded.withUnsafeBufferPointer { insns in
-            log.withUnsafeMutableBufferPointer { buf in
-                bh_bpf_load_cgroup_device(insns.baseAddress, UInt32(insns.count), "Apache-2.0", buf.baseAddress, UInt32(buf.count))
+        func attempt() -> Int32 {
+            encoded.withUnsafeBufferPointer { insns in
+                log.withUnsafeMutableBufferPointer { buf in
+                    bh_bpf_load_cgroup_device(insns.baseAddress, UInt32(insns.count), "Apache-2.0", buf.baseAddress, UInt32(buf.count))
+                }
+            }
+        }
+        var fd = attempt()
+        if fd < 0 && bh_errno() == EPERM {
+            // Kernels before 5.11 charge BPF programs to RLIMIT_MEMLOCK: lift it for the load (as runc and crun
+            // do), then put it back so the container does not inherit the lifted limit.
+            var old = rlimit()
+            if getrlimit(Self.memlock, &old) == 0 {
+                var unlimited = rlimit(rlim_cur: rlim_t.max, rlim_max: rlim_t.max)   // RLIM_INFINITY
+                if setrlimit(Self.memlock, &unlimited) == 0 {
+                    fd = attempt()
+                    let saved = bh_errno()
+                    _ = setrlimit(Self.memlock, &old)
+                    bh_set_errno(saved)
+                }
             }
         }
         if fd < 0 {

@@ -437,6 +437,8 @@ public struct NamespaceBackend: Backend {
         return cg.stats()
     }
 
+    public func oomKills(_ record: ContainerRecord) -> UInt64? { cgroup(of: record)?.oomKillCount() }
+
     public func update(_ record: ContainerRecord, resources r: LinuxResources) throws {
         guard isAlive(record) else { throw RuntimeError.notRunning(record.id) }
         guard let cg = cgroup(of: record), cg.exists else {

@@ -88,12 +88,17 @@ public protocol Backend: Sendable {
     /// Changes the resource limits of a live container (`update`); only the fields given change.
     func update(_ record: ContainerRecord, resources: LinuxResources) throws
 
+    /// How many of the container's processes the OOM killer has killed so far (nil: not known in this tier).
+    func oomKills(_ record: ContainerRecord) -> UInt64?
+
     /// Waits for a process that is a child of the caller (foreground `run` and `exec`), forwarding the signals
     /// the caller receives; returns the exit status (128+N for a signal).
     func wait(forChild pid: Int32) -> Int32
 }
 
 extension Backend {
+    public func oomKills(_ record: ContainerRecord) -> UInt64? { nil }
+
     /// A tier that cannot change limits of a running container says so.
     public func update(_ record: ContainerRecord, resources: LinuxResources) throws {
         throw RuntimeError("update: changing the resources of a running container is not supported by the \(name) tier yet (container \(record.id)); recreate the container with new limits")

@@ -27,9 +27,12 @@ struct ResourceContainerTests {
     }
 
     /// A busybox bundle with `resources` (JSON of linux.resources) and a few more applets.
+    /// CAP_MKNOD is kept so that the device tests reach the cgroup's check (without it mknod fails first).
     func bundle(_ args: [String], resources: String, name: String = "b") throws -> String {
         let b = try TestEnv.busyboxBundle(at: dir + "/" + name, args: args) {
             $0.linux?.resources = try! JSONDecoder().decode(Spec.Resources.self, from: Data(resources.utf8))
+            let caps = ["CAP_MKNOD"]
+            $0.process?.capabilities = Spec.Capabilities(bounding: caps, effective: caps, permitted: caps)
         }
         for applet in ["dd", "mknod", "seq", "tr", "sed"] {
             try? FileManager.default.createSymbolicLink(atPath: b + "/rootfs/bin/" + applet, withDestinationPath: "busybox")
@@ -162,6 +165,10 @@ struct ResourceContainerTests {
         // From a file on stdin too, and a refused value names the field.
         #expect(try bh(["update", "-r", "-", id], stdin: #"{"pids":{"limit":30}}"#).code == 0)
         #expect(read(cgroupFile(id, "pids", "pids.max")) == "30")
+        if layout.kind != .unified {
+            let devices = try bh(["update", "-r", "-", id], stdin: #"{"devices":[{"allow":true,"access":"rwm"}]}"#)
+            #expect(devices.code == 1 && devices.stderr.contains("linux.resources.devices"), "\(devices.stderr)")
+        }
         let bad = try bh(["update", "--cpuset-cpus", "99", id])
         #expect(bad.code == 1)
         #expect(bad.stderr.contains("cpu.cpus") && bad.stderr.contains("99"), "\(bad.stderr)")
@@ -261,6 +268,38 @@ struct ResourceContainerTests {
         #expect(read(cgroupFile(id, "pids", "pids.max")) == "5")
         let stats = try bh(["events", "--stats", id]).stdout
         #expect(stats.contains(#""2MB":{"failcnt":0,"max":8388608,"usage":0}"#), "\(stats)")
+    }
+
+    /// The trust policy's resource ceilings end in the container's cgroup: the rule's memory/cpus/pids narrow
+    /// linux.resources (policy admission) and the cgroup writers enforce them.
+    @Test func thePolicysResourceCeilingsReachTheCgroup() throws {
+        defer { TestEnv.remove(dir) }
+        let policy = dir + "/policy.yaml"
+        try """
+            version: 1
+            rules:
+              - name: small
+                decide: namespace
+                resources:
+                  memory: 48Mi
+                  cpus: 0.5
+                  pids: 33
+            """.write(toFile: policy, atomically: false, encoding: .utf8)
+        chmod(policy, 0o644)
+        let b = try bundle(["sleep", "30"], resources: #"{"memory":{"limit":1073741824},"pids":{"limit":10}}"#)
+        let id = TestEnv.uniqueID("ceil")
+        let r = try bh(["create", "--policy", policy, "--bundle", b, id])
+        #expect(r.code == 0, "\(r.stderr)")
+        defer { _ = try? bh(["delete", "-f", id]) }
+        if layout.kind == .unified {
+            #expect(read(cgroupFile(id, "memory", "memory.max")) == "50331648")
+            #expect(read(cgroupFile(id, "cpu", "cpu.max")) == "50000 100000")
+        } else {
+            #expect(read(cgroupFile(id, "memory", "memory.limit_in_bytes")) == "50331648", "1 GiB lowered to the ceiling")
+            #expect(read(cgroupFile(id, "cpu", "cpu.cfs_quota_us")) == "50000")
+            #expect(read(cgroupFile(id, "cpu", "cpu.cfs_period_us")) == "100000")
+        }
+        #expect(read(cgroupFile(id, "pids", "pids.max")) == "10", "below the ceiling: kept")
     }
 
     /// The same bundle under `bulkhead` and Debian's `runc`: the cgroup files the container sees must hold the
