@@ -54,7 +54,7 @@ struct Features: ParsableCommand, GlobalOptionsCarrier {
                             "noatime", "nodev", "nodiratime", "noexec", "nomand", "norelatime", "nostrictatime",
                             "nosuid", "nosymfollow", "private", "rbind", "relatime", "remount", "ro", "rprivate",
                             "rshared", "rslave", "runbindable", "rw", "shared", "slave", "strictatime", "suid", "sync",
-                            "unbindable"]
+                            "unbindable", "idmap", "ridmap"]
         var linux = Linux()
         var annotations: [String: String] = ["org.bulkhead.tier": "namespace"]
 
@@ -65,7 +65,9 @@ struct Features: ParsableCommand, GlobalOptionsCarrier {
             var seccomp = Seccomp()
             var apparmor = Enabled(enabled: false)
             var selinux = Enabled(enabled: false)
+            var mountExtensions = MountExtensions()
         }
+        struct MountExtensions: Encodable { var idmap = Enabled(enabled: true) }
         struct Cgroup: Encodable { var v1 = true; var v2 = true; var systemd = false; var systemdUser = false }
         struct Enabled: Encodable { var enabled: Bool }
         struct Seccomp: Encodable {

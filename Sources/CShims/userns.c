@@ -48,6 +48,10 @@ int bh_move_mount_to(int tree_fd, int target_dirfd, const char *target) {
     return (int)syscall(SYS_move_mount, tree_fd, "", target_dirfd, target, MOVE_MOUNT_F_EMPTY_PATH);
 }
 
+int bh_move_mount_onto_fd(int tree_fd, int target_fd) {
+    return (int)syscall(SYS_move_mount, tree_fd, "", target_fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+}
+
 pid_t bh_spawn_userns_holder(int *release_fd) {
     int p[2];
     if (pipe2(p, O_CLOEXEC) != 0) return -1;

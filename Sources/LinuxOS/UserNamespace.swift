@@ -85,10 +85,10 @@ extension Mount {
     /// namespace's outside id for N, and writes through it store the reverse. The filesystem must support
     /// idmapped mounts (ext4, xfs, btrfs, tmpfs, …; not overlayfs itself). Attach it with ``attach(_:at:)``.
     public static func idmappedClone(of path: String, userNamespace: borrowing FileDescriptor,
-                                     recursive: Bool = false) throws -> FileDescriptor {
+                                     recursive: Bool = false, recursiveIDMap: Bool? = nil) throws -> FileDescriptor {
         let tree = FileDescriptor(adopting: try sys("open_tree", path) { bh_open_tree_clone(AT_FDCWD, path, recursive ? 1 : 0) })
         try sys("mount_setattr MOUNT_ATTR_IDMAP", path, hint: idmapHint) {
-            bh_mount_setattr_idmap(tree.raw, userNamespace.raw, recursive ? 1 : 0)
+            bh_mount_setattr_idmap(tree.raw, userNamespace.raw, (recursiveIDMap ?? recursive) ? 1 : 0)
         }
         return tree
     }
@@ -96,6 +96,11 @@ extension Mount {
     /// Attaches a detached mount tree (from ``idmappedClone(of:userNamespace:recursive:)``) at `target`.
     public static func attach(_ tree: borrowing FileDescriptor, at target: String) throws {
         try sys("move_mount", target) { bh_move_mount_to(tree.raw, AT_FDCWD, target) }
+    }
+
+    /// Attaches a detached mount tree onto the file or directory that the (O_PATH) fd `target` refers to.
+    public static func attach(_ tree: borrowing FileDescriptor, onto target: Int32, path: String) throws {
+        try sys("move_mount", path) { bh_move_mount_onto_fd(tree.raw, target) }
     }
 
     static let idmapHint = "the file system or kernel does not support idmapped mounts here (Linux 5.12+ and a file system that allows them)"

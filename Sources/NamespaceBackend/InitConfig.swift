@@ -31,6 +31,15 @@ struct InitConfig: Codable, Sendable {
     /// Whether createRuntime/createContainer/prestart hooks need the `hooks` sync step.
     var hasCreateHooks: Bool
 
+    /// Detached idmapped trees of bind mounts (made by the runtime), by index in `spec.mounts`, and the fd number
+    /// each has in the init.
+    var idmappedMounts: [IdmappedMount]?
+
+    struct IdmappedMount: Codable, Sendable {
+        var index: Int
+        var fd: Int32
+    }
+
     struct CgroupDirectory: Codable, Sendable {
         var name: String
         var hostPath: String

@@ -45,10 +45,11 @@ public struct NamespaceBackend: Backend {
         }
         do { try spec.validateUserNamespace() } catch { throw RuntimeError("create \(request.id): \(error)") }
         try checkJoinedUserNamespace(spec, id: request.id)
-        for (i, m) in (spec.mounts ?? []).enumerated()
-        where m.uidMappings != nil || m.gidMappings != nil || (m.options ?? []).contains(where: { $0 == "idmap" || $0 == "ridmap" }) {
-            // Not silently a plain bind: `features` does not offer idmapped spec mounts, so engines do not ask.
-            throw RuntimeError("create \(request.id): mounts[\(i)] (\(m.destination)) asks for an idmapped mount (uidMappings/gidMappings or idmap/ridmap), which this runtime does not offer yet; drop them and chown the source instead")
+        // Idmapped bind mounts are made here, on the host (only root in the initial namespace may create a user
+        // namespace with host ids in its maps), as detached trees the init attaches inside the container.
+        let mountTrees: MountTrees
+        do { mountTrees = try idmappedMountTrees(spec, bundle: request.bundle) } catch {
+            throw RuntimeError("create \(request.id): \(error)")
         }
         var initPid: Int32 = 0
         var stage1: Int32 = 0
@@ -96,6 +97,7 @@ public struct NamespaceBackend: Backend {
                 hasStartContainerHooks: !(spec.hooks?.startContainer ?? []).isEmpty,
                 hasCreateHooks: !((spec.hooks?.prestart ?? []) + (spec.hooks?.createRuntime ?? []) + (spec.hooks?.createContainer ?? [])).isEmpty)
             let launched = try launchInit(config, consoleSocket: process.terminal == true ? request.consoleSocket : nil,
+                                          mountTrees: mountTrees.items,
                                           terminal: process.terminal == true, preserveFds: request.preserveFds,
                                           cgroup: cgroup, uidMappings: spec.linux?.uidMappings, gidMappings: spec.linux?.gidMappings,
                                           onPid: { pid, s1 in
@@ -110,6 +112,7 @@ public struct NamespaceBackend: Backend {
                                               try HookRunner.run(spec.hooks?.createRuntime, phase: "createRuntime", state: state)
                                               try HookRunner.run(spec.hooks?.createContainer, phase: "createContainer", state: state)
                                           })
+            withExtendedLifetime(mountTrees) {}   // its fds stay open until the init has its copies
             if config.hasStartContainerHooks {
                 try launched.send(record.stateJSON(status: .created).hookJSON)
             }
@@ -134,7 +137,8 @@ public struct NamespaceBackend: Backend {
 
     /// Spawns `bulkhead init`, joins it to the cgroup, sends the config and serves its requests until `ready`.
     /// Returns the runtime's end of the sync socket (still open for a final message).
-    func launchInit(_ baseConfig: InitConfig, consoleSocket: String?, terminal: Bool, preserveFds: Int, cgroup: Cgroup?,
+    func launchInit(_ baseConfig: InitConfig, consoleSocket: String?, mountTrees: [(index: Int, fd: Int32)] = [],
+                    terminal: Bool, preserveFds: Int, cgroup: Cgroup?,
                     uidMappings: [Spec.IDMapping]?, gidMappings: [Spec.IDMapping]?,
                     onPid: (Int32, Int32) throws -> Void, onHooks: () throws -> Void) throws -> SyncSocket {
         var config = baseConfig
@@ -153,6 +157,13 @@ public struct NamespaceBackend: Backend {
             fds.append((fd.raw, syncTarget + 1))
             config.consoleFD = syncTarget + 1
             console = consume fd
+        }
+        // Detached idmapped mount trees, at fds after the console's: the init attaches them (mounts[index]).
+        for (k, t) in mountTrees.enumerated() {
+            fds.append((t.fd, syncTarget + 2 + Int32(k)))
+        }
+        config.idmappedMounts = mountTrees.isEmpty ? nil : mountTrees.enumerated().map { k, t in
+            InitConfig.IdmappedMount(index: t.index, fd: syncTarget + 2 + Int32(k))
         }
         let stage1 = try stepOf("start the container init") {
             try ChildProcess.spawn(initBinary, arguments: ["bulkhead", "init"],
@@ -209,6 +220,41 @@ public struct NamespaceBackend: Backend {
         // setgroups(2) still allowed in the container (the process.user.additionalGids need it). Without it the
         // kernel only takes a gid_map after setgroups is denied.
         try UserNamespace.writeMaps(pid: pid, uid: uid.map(\.entry), gid: gid.map(\.entry), denySetgroups: geteuid() != 0)
+    }
+
+    /// The detached, idmapped trees of the spec's bind mounts that ask for one: `uidMappings`/`gidMappings` on the
+    /// mount, or the `idmap`/`ridmap` option (then the container's own mappings). `rbind` clones the whole tree;
+    /// `ridmap` idmaps every mount in it (`idmap` only the top one). Needs a new user namespace, as runc does.
+    func idmappedMountTrees(_ spec: Spec, bundle: String) throws -> MountTrees {
+        let out = MountTrees()
+        for (i, m) in (spec.mounts ?? []).enumerated() {
+            let options = m.options ?? []
+            let ridmap = options.contains("ridmap")
+            guard m.uidMappings != nil || m.gidMappings != nil || ridmap || options.contains("idmap") else { continue }
+            let field = "mounts[\(i)] (\(m.destination))"
+            let parsed = MountOptions(options)
+            guard parsed.bind || m.type == "bind" || m.type == "rbind" else {
+                throw RuntimeError("\(field): idmapped mounts are bind mounts; add \"bind\" or \"rbind\" to its options")
+            }
+            guard let userns = spec.linux?.namespaces?.first(where: { $0.type == .user }), (userns.path ?? "").isEmpty else {
+                throw RuntimeError("\(field): an idmapped mount needs a new user namespace in linux.namespaces (with uidMappings/gidMappings)")
+            }
+            let uid = m.uidMappings ?? spec.linux?.uidMappings ?? [], gid = m.gidMappings ?? spec.linux?.gidMappings ?? []
+            guard !uid.isEmpty, !gid.isEmpty else {
+                throw RuntimeError("\(field): an idmapped mount needs both uidMappings and gidMappings (on the mount or in linux)")
+            }
+            var source = m.source ?? ""
+            if !source.hasPrefix("/") { source = bundle + "/" + source }
+            let ns = try UserNamespace.make(uid: uid.map(\.entry), gid: gid.map(\.entry))
+            do {
+                let tree = try Mount.idmappedClone(of: source, userNamespace: ns, recursive: parsed.recursive || m.type == "rbind",
+                                                   recursiveIDMap: ridmap)
+                out.items.append((i, tree.take()))
+            } catch {
+                throw RuntimeError("\(field): cannot make an idmapped mount of \(source): \(error)")
+            }
+        }
+        return out
     }
 
     /// Joining a user namespace by path: mappings in the spec are not written (the namespace has its maps), but
@@ -405,6 +451,12 @@ public struct NamespaceBackend: Backend {
     }
 
     public func wait(forChild pid: Int32) -> Int32 { ChildProcess.waitForwardingSignals(pid) }
+}
+
+/// Detached mount trees the runtime holds until the init has its copies (closed when this goes away).
+final class MountTrees {
+    var items: [(index: Int, fd: Int32)] = []
+    deinit { for item in items { _ = Glibc.close(item.fd) } }
 }
 
 extension Spec.IDMapping {

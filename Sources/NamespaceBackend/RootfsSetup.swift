@@ -51,7 +51,7 @@ struct MountOptions: Equatable {
             case "unbindable": propagation.append(MountFlags.unbindable)
             case "runbindable": propagation.append(MountFlags.unbindable | MountFlags.recursive)
             case "tmpcopyup", "copy-symlink", "notmpcopyup": continue
-            case "idmap", "ridmap": continue   // refused at create (NamespaceBackend.create)
+            case "idmap", "ridmap": continue   // the runtime makes the idmapped tree (NamespaceBackend.idmappedMountTrees)
             default: data.append(option)
             }
         }
@@ -114,7 +114,7 @@ struct RootfsSetup {
             try sys("open", rootfs) { bh_openat(AT_FDCWD, rootfs, BH_O_PATH | O_DIRECTORY | O_CLOEXEC, 0) }
         }
         for (i, m) in (spec.mounts ?? []).enumerated() {
-            try step("mount \(m.destination) (mounts[\(i)], type \(m.type ?? "bind"))") { try mountOne(m) }
+            try step("mount \(m.destination) (mounts[\(i)], type \(m.type ?? "bind"))") { try mountOne(m, index: i) }
         }
         if config.hasCreateHooks {
             try sock.send("hooks")
@@ -165,7 +165,7 @@ struct RootfsSetup {
 
     // MARK: mounts
 
-    func mountOne(_ m: Spec.Mount) throws {
+    func mountOne(_ m: Spec.Mount, index: Int) throws {
         var options = MountOptions(m.options ?? [])
         var type = m.type ?? ""
         if type == "bind" || type == "rbind" || type == "none" && options.bind { options.bind = true; if type == "rbind" { options.recursive = true } }
@@ -191,7 +191,14 @@ struct RootfsSetup {
         defer { close(target) }
         let targetPath = "/proc/self/fd/\(target)"
         let data = options.data.isEmpty ? nil : options.data.joined(separator: ",")
-        if options.bind {
+        if let tree = config.idmappedMounts?.first(where: { $0.index == index })?.fd {
+            // Made by the runtime on the host (an idmapped clone of the source): attach it here.
+            try Mount.attach(FileDescriptor(adopting: tree), onto: target, path: m.destination)
+            let remount = options.flags & ~(MountFlags.remount)
+            if remount != 0 {
+                try remountBind(m.destination, flags: remount, source: source)
+            }
+        } else if options.bind {
             try Mount.mount(source: source, target: targetPath, type: nil,
                             flags: MountFlags.bind | (options.recursive ? MountFlags.recursive : 0))
             let remount = options.flags & ~(MountFlags.remount)

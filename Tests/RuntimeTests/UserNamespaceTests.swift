@@ -206,16 +206,42 @@ struct UserNamespaceTests {
         defer { TestEnv.remove(dir) }
         let noNS = try TestEnv.busyboxBundle(at: dir + "/1", args: ["true"]) { $0.linux?.uidMappings = Self.twoRanges.uid; $0.linux?.gidMappings = Self.twoRanges.gid }
         let noMaps = try TestEnv.busyboxBundle(at: dir + "/2", args: ["true"]) { $0.linux?.namespaces?.append(.init(type: .user)) }
-        let idmapMount = try TestEnv.busyboxBundle(at: dir + "/3", args: ["true"]) {
-            Self.withUserNamespace(&$0)
+        let idmapWithoutUserns = try TestEnv.busyboxBundle(at: dir + "/3", args: ["true"]) {
             $0.mounts?.append(Spec.Mount(destination: "/data", type: "bind", source: "/etc", options: ["rbind", "idmap"]))
         }
         for (bundle, field) in [(noNS, "linux.uidMappings is set but linux.namespaces has no user namespace"), (noMaps, "linux.uidMappings is empty"),
-                                (idmapMount, "asks for an idmapped mount")] {
+                                (idmapWithoutUserns, "mounts[")] {
             let r = try TestEnv.run([TestEnv.bulkhead, "--root", dir + "/state", "create", "--bundle", bundle, TestEnv.uniqueID("userns-bad")])
             #expect(r.code == 1 && r.stderr.contains(field), "\(r.stderr)")
         }
         #expect(try StateStore(root: dir + "/state").ids().isEmpty)
+    }
+
+    @Test func idmappedBindMountsShowHostOwnersInsideAndWriteThemBack() throws {
+        let dir = try TestEnv.scratch("userns-idmap")
+        defer { TestEnv.remove(dir) }
+        let shared = dir + "/shared"
+        try FileManager.default.createDirectory(atPath: shared, withIntermediateDirectories: true)
+        _ = FileManager.default.createFile(atPath: shared + "/root-file", contents: nil)
+        _ = FileManager.default.createFile(atPath: shared + "/app-file", contents: nil)
+        chown(shared + "/app-file", 1000, 1000)
+        let probe = "stat -c '%n %u %g' /idm/root-file /idm/app-file /plain/root-file; touch /idm/made-inside"
+        let bundle = try TestEnv.busyboxBundle(at: dir, args: ["sh", "-c", probe]) { spec in
+            Self.withUserNamespace(&spec)
+            // idmap: the container's own mappings; the second mount has mappings of its own.
+            spec.mounts?.append(Spec.Mount(destination: "/idm", type: "bind", source: shared, options: ["rbind", "idmap"]))
+            var plain = Spec.Mount(destination: "/plain", type: "bind", source: shared, options: ["rbind", "ro"])
+            plain.uidMappings = [.init(containerID: 0, hostID: 100007, size: 10)]
+            plain.gidMappings = [.init(containerID: 0, hostID: 100007, size: 10)]
+            spec.mounts?.append(plain)
+        }
+        for d in ["idm", "plain"] { try FileManager.default.createDirectory(atPath: bundle + "/rootfs/" + d, withIntermediateDirectories: true) }
+        let r = try TestEnv.run([TestEnv.bulkhead, "--root", dir + "/state", "run", "--bundle", bundle, TestEnv.uniqueID("idmap")])
+        #expect(r.code == 0, "\(r.stderr)")
+        // Host 0 and 1000 are 0 and 1000 inside (not the overflow id); through the second map host 0 is container 7.
+        #expect(r.stdout == "/idm/root-file 0 0\n/idm/app-file 1000 1000\n/plain/root-file 7 7\n", "\(r.stdout)")
+        // What container root writes through the idmapped mount is host root's on disk.
+        #expect(try UserNamespaceImageTests.owner(shared + "/made-inside") == (0, 0))
     }
 
     /// The same user-namespace bundle under bulkhead and Debian's runc: same ids, same maps, same mounts.

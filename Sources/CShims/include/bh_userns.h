@@ -13,6 +13,9 @@ int bh_open_tree_clone(int dirfd, const char *path, int recursive);
 int bh_mount_setattr_idmap(int tree_fd, int userns_fd, int recursive);
 /// move_mount(2) of a detached tree fd onto `target` (MOVE_MOUNT_F_EMPTY_PATH).
 int bh_move_mount_to(int tree_fd, int target_dirfd, const char *target);
+/// move_mount(2) of a detached tree fd onto the file or directory `target_fd` refers to (an O_PATH fd;
+/// MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH).
+int bh_move_mount_onto_fd(int tree_fd, int target_fd);
 
 /// Starts a child in a new user namespace that does nothing but wait: it exits when `*release_fd` (the write
 /// end of a pipe, close-on-exec, kept by the caller) is closed. The caller writes the child's uid_map/gid_map,
