@@ -292,7 +292,7 @@ public final class Agent {
             if let hostname = parsed.hostname, !hostname.isEmpty, hostname.utf8.count <= 64 {
                 _ = hostname.withCString { sethostname($0, strlen($0)) }
             }
-            try applyLinux(parsed.linux)
+            try applyLinux(parsed.linux, capabilities: parsed.process?.capabilities != nil)
         } catch {
             fail(Message.noProcess, "cannot prepare the container root: \(error)")
             return
@@ -306,7 +306,7 @@ public final class Agent {
     /// The spec's `linux` section inside the guest (defence in depth behind the VM boundary): the container's
     /// namespaces and a cgroup v2 with its memory, pids and cpu limits. Capabilities and seccomp are not
     /// applied in the guest yet (see the log line).
-    func applyLinux(_ linux: GuestSpec.LinuxSection?) throws {
+    func applyLinux(_ linux: GuestSpec.LinuxSection?, capabilities: Bool) throws {
         var skipped: [String] = []
         for ns in linux?.namespaces ?? [] {
             guard let kind = GuestSpec.namespaceKinds[ns.type] else { skipped.append(ns.type); continue }
@@ -317,6 +317,9 @@ public final class Agent {
         }
         if !skipped.isEmpty { AgentLog.info("namespaces not created in the guest: \(skipped.joined(separator: ", "))") }
         if linux?.seccomp != nil { AgentLog.info("spec.linux.seccomp is not applied inside the guest yet (the VM boundary holds)") }
+        if capabilities {
+            AgentLog.info("process.capabilities are not applied inside the guest yet: root in the guest keeps its capabilities (the VM boundary holds)")
+        }
         // One cgroup for the container's processes, with the spec's limits.
         let root = "/sys/fs/cgroup"
         guard access(root + "/cgroup.subtree_control", F_OK) == 0 else {
