@@ -38,10 +38,10 @@ let package = Package(
         // behind one interface. Runtime: state store, container state machine, the Backend protocol, hooks.
         // NamespaceBackend: the container itself (re-exec'd init, rootfs, namespaces).
         .target(name: "OCIRuntime"),
-        .target(name: "Cgroups", dependencies: ["LinuxOS"]),
-        .target(name: "Runtime", dependencies: ["OCIRuntime", "LinuxOS", "CShims"]),
+        .target(name: "Cgroups", dependencies: ["LinuxOS", "CShims"]),
+        .target(name: "Runtime", dependencies: ["OCIRuntime", "Cgroups", "LinuxOS", "CShims"]),
         .target(name: "NamespaceBackend", dependencies: [
-            "CShims", "LinuxOS", "OCIRuntime", "Cgroups", "Runtime",
+            "CShims", "LinuxOS", "OCIRuntime", "Cgroups", "Runtime", "Confine",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "RuntimeTests", dependencies: ["OCIRuntime", "Cgroups", "Runtime", "NamespaceBackend", "LinuxOS", "CShims"]),
@@ -49,7 +49,7 @@ let package = Package(
         // The CLI verbs (one file per verb) and the thin executable over them.
         .target(name: "BulkheadCommands", dependencies: [
             "LinuxOS", "CShims", "OCIImage", "Policy", "PolicyGate",
-            "OCIRuntime", "Cgroups", "Runtime", "NamespaceBackend", "MicroVM", "MicroVMBackend",
+            "OCIRuntime", "Cgroups", "Runtime", "NamespaceBackend", "MicroVM", "MicroVMBackend", "Confine",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -94,6 +94,12 @@ let package = Package(
         .target(name: "MicroVMBackend", dependencies: ["Runtime", "OCIRuntime", "LinuxOS", "CShims", "GuestImage", "GuestHost", "GuestProtocol"]),
         .executableTarget(name: "bulkhead-vm-monitor", dependencies: ["CVirt", "CShims", "MicroVMBackend", "GuestHost", "GuestProtocol", "LinuxOS"]),
         .testTarget(name: "MicroVMTierTests", dependencies: ["MicroVMBackend", "LinuxOS", "CShims"]),
+
+        // Capabilities and seccomp from the runtime spec (issue 4): spec -> libcap / libseccomp, in a target of its
+        // own so that both the namespace tier's init and the microVM guest agent can apply the same confinement.
+        .systemLibrary(name: "CCap", pkgConfig: "libcap", providers: [.apt(["libcap-dev"])]),
+        .target(name: "Confine", dependencies: ["CCap", "CSeccomp", "CShims", "LinuxOS", "OCIRuntime"]),
+        .testTarget(name: "ConfineTests", dependencies: ["Confine", "OCIRuntime", "LinuxOS", "CShims"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -43,6 +43,7 @@ public enum BulkheadCommandRegistry {
         Pause.self,
         Resume.self,
         Events.self,
+        Update.self,
         SpecCommand.self,
         Features.self,
         Info.self,
@@ -89,7 +90,7 @@ public enum BulkheadMain {
     /// Parses a plain verb call (`[GLOBALS] VERB ARGS`, what engines send) with that verb's own parser instead
     /// of the whole command tree, which builds every verb's argument set first: it halves the CLI's start-up
     /// cost of every runc verb. Returns nil, so that the full parser runs and words any error, for help and
-    /// version requests, verb groups (`image …`, `policy …`) and anything that does not parse this way.
+    /// version requests and anything that does not parse this way.
     static func fastParse(_ arguments: [String]) -> ParsableCommand? {
         var i = 0
         while i < arguments.count {
@@ -100,11 +101,17 @@ public enum BulkheadMain {
             break
         }
         guard i < arguments.count, !arguments[i].hasPrefix("-") else { return nil }
-        let rest = Array(arguments[..<i]) + arguments[(i + 1)...]
+        var rest = Array(arguments[..<i]) + arguments[(i + 1)...]
         if rest.contains(where: { $0 == "--help" || $0 == "-h" || $0 == "--version" }) { return nil }
         let verb = arguments[i]
-        guard let type = BulkheadCommandRegistry.subcommands.first(where: { $0.configuration.commandName == verb }),
-              type.configuration.subcommands.isEmpty else { return nil }
+        guard var type = BulkheadCommandRegistry.subcommands.first(where: { $0.configuration.commandName == verb }) else { return nil }
+        // A verb group (`vm run`, `image import`): its verb follows at once.
+        if !type.configuration.subcommands.isEmpty {
+            guard i < rest.count, let sub = type.configuration.subcommands.first(where: { $0.configuration.commandName == rest[i] }),
+                  sub.configuration.subcommands.isEmpty else { return nil }
+            type = sub
+            rest.remove(at: i)
+        }
         return try? type.parseAsRoot(rest)
     }
 

@@ -113,6 +113,7 @@ struct Delete: ParsableCommand, GlobalOptionsCarrier {
         let backend = try RuntimeSupport.backend(named: record.backend, globals: globals)
         try backend.delete(record, directory: directory, force: force)
         try RuntimeSupport.releaseImageResources(record)
+        try AutoUserNamespace.release(globals: globals, id: id)
         try directory.remove()
     }
 }

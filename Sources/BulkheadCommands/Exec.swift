@@ -1,4 +1,5 @@
 import ArgumentParser
+import Confine
 import FoundationEssentials
 import LinuxOS
 import OCIRuntime
@@ -25,7 +26,7 @@ struct Exec: ParsableCommand, GlobalOptionsCarrier {
     @Option(name: [.short, .customLong("additional-gids")], help: "Extra group ids; repeatable.") var additionalGids: [UInt32] = []
     @Flag(name: .customLong("no-new-privs"), help: "Set no_new_privs for the process.") var noNewPrivs = false
     @Option(name: .customLong("preserve-fds"), help: "Pass this many extra fds (from 3 on).") var preserveFds: Int = 0
-    @Option(name: [.short, .customLong("cap")], help: "Accepted for runc compatibility; capabilities are applied by the hardening layer.") var cap: [String] = []
+    @Option(name: [.short, .customLong("cap")], help: "Add a capability (CAP_NET_ADMIN or NET_ADMIN) to the process; repeatable.") var cap: [String] = []
     @Option(name: .customLong("process-label"), help: "Accepted for runc compatibility (SELinux is not used).") var processLabel: String?
     @Option(name: .customLong("apparmor"), help: "Accepted for runc compatibility (AppArmor is not used).") var apparmor: String?
     @Flag(name: .customLong("ignore-paused"), help: "Accepted for runc compatibility.") var ignorePaused = false
@@ -51,12 +52,28 @@ struct Exec: ParsableCommand, GlobalOptionsCarrier {
             if let spec = try? RuntimeSupport.loadSpec(bundle: record.bundle), let p = spec.process {
                 base.env = p.env; base.cwd = p.cwd; base.user = p.user
             }
+            // …and its capabilities and no_new_privs, as they were when it was created (after the policy).
+            if let confinement = try ConfinementRecord.from(record.extra) {
+                base.capabilities = confinement.capabilities
+                base.noNewPrivileges = confinement.noNewPrivileges
+            }
             proc = base
         }
         if let cwd { proc.cwd = cwd }
         if !env.isEmpty { proc.env = (proc.env ?? []) + env }
         if tty { proc.terminal = true }
         if noNewPrivs { proc.noNewPrivileges = true }
+        for c in cap {
+            // runc's rule: bounding, effective and permitted; ambient only where the spec gives inheritable bits.
+            var caps = proc.capabilities ?? Spec.Capabilities()
+            let name = c.uppercased().hasPrefix("CAP_") ? c.uppercased() : "CAP_" + c.uppercased()
+            _ = try CapabilityPlan.number(of: name, field: "--cap")
+            caps.bounding = (caps.bounding ?? []) + [name]
+            caps.effective = (caps.effective ?? []) + [name]
+            caps.permitted = (caps.permitted ?? []) + [name]
+            if caps.inheritable != nil { caps.ambient = (caps.ambient ?? []) + [name] }
+            proc.capabilities = caps
+        }
         if let user {
             // A microVM's files are not under its monitor's /proc root: names resolve in the image's rootfs.
             let rootPath = record.backend == "microvm" ? record.rootfs : "/proc/\(record.pid)/root"

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Confine
 import OCIImage
 import OCIRuntime
 import Policy
@@ -54,8 +55,13 @@ enum PolicyAdmission {
     }
 
     /// The tier's settings applied to the spec: a read-only rootfs and the capability ceiling narrow what the
-    /// spec asks for (never widen it); a required user namespace must be in the spec.
-    static func apply(_ decision: Decision, to spec: inout Spec) throws {
+    /// spec asks for (never widen it); a required user namespace must be in the spec, or (the image form of
+    /// `run`, which passes `userNamespace`) is turned on as with `--userns auto`; `seccomp`: `default` gives
+    /// Bulkhead's default profile (widened for the capabilities the spec holds) to a spec that has no filter of
+    /// its own and did not ask to be unconfined (annotation `bulkhead.seccomp: unconfined`, what
+    /// `run --security-opt seccomp=unconfined` and `--privileged` write), a path replaces the spec's filter with
+    /// that profile, `unconfined` leaves the spec as it is.
+    static func apply(_ decision: Decision, to spec: inout Spec, userNamespace: AutoUserNamespace? = nil) throws {
         if let ceilings = decision.settings?.resources { applyCeilings(ceilings, to: &spec) }
         guard let settings = decision.settings?.namespace else { return }
         let rule = "policy rule '\(decision.rule)' (\(decision.ruleLocation))"
@@ -72,8 +78,28 @@ enum PolicyAdmission {
             caps.ambient = narrow(caps.ambient)
             spec.process!.capabilities = caps
         }
+        switch settings.seccomp ?? "default" {
+        case "unconfined": break
+        case "default":
+            if spec.linux?.seccomp == nil && spec.annotations?[ImageSpecBuilder.seccompAnnotation] != "unconfined" {
+                if spec.linux == nil { spec.linux = Spec.Linux() }
+                spec.linux!.seccomp = DefaultSeccomp.profile(for: spec.process?.capabilities)
+            }
+        case let path:
+            do {
+                let profile = try DefaultSeccomp.load(path: path)
+                if spec.linux == nil { spec.linux = Spec.Linux() }
+                spec.linux!.seccomp = profile
+            } catch {
+                throw RuntimeError("\(rule) sets seccomp to \(path): \(error)")
+            }
+        }
         if settings.userNamespace == true,
            !(spec.linux?.namespaces ?? []).contains(where: { $0.type == .user && ($0.path ?? "").isEmpty }) {
+            if let userNamespace {
+                try userNamespace.enable(&spec, reason: "\(rule) requires a user namespace")
+                return
+            }
             throw RuntimeError("\(rule) requires a user namespace, and the spec has none: add {\"type\": \"user\"} to linux.namespaces with uidMappings/gidMappings")
         }
     }

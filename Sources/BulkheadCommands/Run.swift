@@ -25,7 +25,9 @@ struct Run: ParsableCommand, GlobalOptionsCarrier {
         discussion: """
             runc form:  bulkhead run --bundle DIR [--detach] [--console-socket S] [--pid-file F] ID
             image form: bulkhead run [--name ID] [--rm] [-d] [-i] [-t] [-e K=V] [--workdir D] [--user U] \
-            [--hostname H] [-v SRC:DST[:ro]] IMAGE [CMD…]
+            [--hostname H] [-v SRC:DST[:ro]] [--cap-add C] [--cap-drop C] [--security-opt O] [--privileged] [--userns host|auto] IMAGE [CMD…]
+            The image form runs with Docker's secure defaults: its capability set, the default seccomp profile, \
+            masked /proc paths, no_new_privs, a pids limit of 4096.
             --bundle (or another runc-only flag) selects the runc form; an image-only flag selects the image form.
             """)
 
@@ -45,6 +47,12 @@ struct Run: ParsableCommand, GlobalOptionsCarrier {
     @Option(name: [.short, .customLong("user")], help: "image form: user[:group], names from the image's /etc/passwd.") var user: String?
     @Option(name: .customLong("hostname"), help: "image form: the container's hostname.") var hostname: String?
     @Option(name: [.short, .customLong("volume")], help: "image form: SRC:DST[:ro] bind mount; repeatable.") var volume: [String] = []
+    @Flag(name: .customLong("privileged"), help: "image form: all capabilities, no seccomp filter, no masked paths, the host's devices (refused unless the policy allows privileged containers).") var privileged = false
+    @Option(name: .customLong("cap-add"), help: "image form: add a capability (NET_ADMIN, CAP_NET_ADMIN or ALL) to Docker's default set; repeatable.") var capAdd: [String] = []
+    @Option(name: .customLong("cap-drop"), help: "image form: drop a capability (or ALL) from the default set; repeatable.") var capDrop: [String] = []
+    @Option(name: .customLong("security-opt"), help: "image form: seccomp=unconfined, seccomp=PROFILE.json, no-new-privileges[=false]; repeatable.") var securityOpt: [String] = []
+    @Option(name: .customLong("userns"), help: ArgumentHelp("image form: host (default), or auto[:size=N]: container root is an unprivileged host uid from a range of its own.", valueName: "mode"))
+    var userns: String?
 
     @Argument(help: "runc form: the container ID; image form: the image.") var target: String
     @Argument(parsing: .captureForPassthrough, help: "image form: the command (replaces the image's Cmd).") var command: [String] = []
@@ -60,7 +68,8 @@ struct Run: ParsableCommand, GlobalOptionsCarrier {
         let runcOnly = bundleGiven || options.consoleSocket != nil || options.pidFile != nil || options.noPivot
             || options.noNewKeyring || options.preserveFds != 0 || keep || noSubreaper
         let imageOnly = name != nil || rm || interactive || tty || !env.isEmpty || workdir != nil || user != nil
-            || hostname != nil || !volume.isEmpty || !command.isEmpty
+            || hostname != nil || !volume.isEmpty || !command.isEmpty || privileged || !capAdd.isEmpty || !capDrop.isEmpty
+            || !securityOpt.isEmpty || userns != nil
         if runcOnly && imageOnly {
             throw RuntimeError("run: runc-form flags (--bundle, --console-socket, --pid-file, …) and image-form flags (--name, --rm, -t, -e, CMD, …) cannot be mixed; use one form:\n  \(Self.bothForms)")
         }
@@ -94,12 +103,14 @@ struct Run: ParsableCommand, GlobalOptionsCarrier {
 
     /// create + start; unless detached, waits and returns the exit status (deleting the container afterwards).
     func createStartWait(id: String, bundle: String, spec: Spec, consoleSocket: String?, deleteAfter: Bool,
-                         extra: [String: String]?, relay: ConsoleRelay? = nil, image: ImageFacts? = nil) throws -> Int32? {
+                         extra: [String: String]?, relay: ConsoleRelay? = nil, image: ImageFacts? = nil,
+                         userNamespace: AutoUserNamespace? = nil) throws -> Int32? {
         let record = try RuntimeSupport.create(globals: globals, id: id, bundle: bundle, spec: spec, pidFile: options.pidFile,
                                                consoleSocket: consoleSocket, noPivot: options.noPivot,
                                                noNewKeyring: options.noNewKeyring, preserveFds: options.preserveFds,
                                                foreground: !detach, policy: policy, extra: extra,
-                                               hypervisorURI: options.hypervisorURI, image: image)
+                                               hypervisorURI: options.hypervisorURI, image: image,
+                                               userNamespace: userNamespace)
         let backend = try RuntimeSupport.backend(named: record.backend, globals: globals)
         do {
             let directory = try RuntimeSupport.store(globals).open(id: id)
@@ -128,12 +139,14 @@ struct Run: ParsableCommand, GlobalOptionsCarrier {
         let rootfs = try store.prepareRootfs(image: image, containerID: id)
         var relay: ConsoleRelay?
         do {
-            let rootDir = try FileDescriptor.open(rootfs, O_RDONLY | O_DIRECTORY)
             let overrides = ImageRunOverrides(command: command.first == "--" ? Array(command.dropFirst()) : command,
                                               env: env, workdir: workdir, user: user, hostname: hostname,
-                                              volumes: volume, tty: tty, interactive: interactive)
+                                              volumes: volume, tty: tty, interactive: interactive, privileged: privileged,
+                                              capAdd: capAdd, capDrop: capDrop, securityOpts: securityOpt)
             let spec = try ImageSpecBuilder.build(image: image.config, overrides: overrides, rootfs: rootfs,
-                                                  rootfsDirectory: rootDir, containerID: id)
+                                                  // A temporary: closed before create, which may remount the rootfs (--userns auto).
+                                                  rootfsDirectory: try FileDescriptor.open(rootfs, O_RDONLY | O_DIRECTORY),
+                                                  containerID: id)
             let bundle = try RuntimeSupport.writeImageBundle(globals, id: id, spec: spec)
             if tty {
                 if detach { throw RuntimeError("run -t -d: a detached terminal needs an engine; drop -t or -d") }
@@ -142,7 +155,9 @@ struct Run: ParsableCommand, GlobalOptionsCarrier {
             let code = try createStartWait(id: id, bundle: bundle, spec: spec, consoleSocket: relay?.path,
                                            deleteAfter: rm, extra: ["image": target, "dataRoot": globals.dataRoot,
                                                    "imageDigest": image.manifestDigest],
-                                           relay: relay, image: ImageFacts(image, reference: target))
+                                           relay: relay, image: ImageFacts(image, reference: target),
+                                           userNamespace: AutoUserNamespace(mode: try userns.map(UserNamespaceMode.init(parsing:)) ?? UserNamespaceMode(kind: .host),
+                                                                            containerID: id, globals: globals))
             if detach { print(id); return }
             if !rm { print(id, to: &StandardError.shared) }
             throw ExitCode(code ?? 0)

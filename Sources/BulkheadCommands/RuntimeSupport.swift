@@ -1,6 +1,7 @@
 import ArgumentParser
 import FoundationEssentials
 import LinuxOS
+import Logging
 import MicroVMBackend
 import NamespaceBackend
 import OCIImage
@@ -49,13 +50,30 @@ enum RuntimeSupport {
     static func create(globals: GlobalOptions, id: String, bundle: String, spec specAsGiven: Spec, pidFile: String?,
                        consoleSocket: String?, noPivot: Bool, noNewKeyring: Bool, preserveFds: Int,
                        foreground: Bool, policy: PolicyOptions, extra: [String: String]? = nil,
-                       hypervisorURI: String? = nil, image: ImageFacts? = nil) throws -> ContainerRecord {
+                       hypervisorURI: String? = nil, image: ImageFacts? = nil,
+                       userNamespace: AutoUserNamespace? = nil) throws -> ContainerRecord {
         let decision = try PolicyAdmission.admit(policy, id: id, bundle: bundle, image: image)
         let tier = decision.granted!.rawValue
         var spec = specAsGiven
-        try PolicyAdmission.apply(decision, to: &spec)
-        let store = store(globals)
-        let directory = try store.create(id: id)
+        // The image form's own user namespace (--userns auto, or a policy that requires one) is a namespace-tier
+        // matter: in the microvm tier the guest kernel is the boundary and the host ids are never the container's.
+        let userns = tier == "namespace" ? userNamespace : nil
+        if let userNamespace, userNamespace.requested, userns == nil {
+            Logger(label: "bulkhead.userns").info("--userns auto: not used in the \(tier) tier (the container runs under its own guest kernel)")
+        }
+        let directory: ContainerDirectory
+        do {
+            try PolicyAdmission.apply(decision, to: &spec, userNamespace: userns)
+            if let userns, userns.requested { try userns.enable(&spec, reason: "--userns auto") }
+            if userns?.allocation != nil, let path = extra?["dataRoot"] {
+                // The image bundle's config.json says what runs.
+                _ = try writeImageBundle(dataRoot: path, id: id, spec: spec)
+            }
+            directory = try store(globals).create(id: id)
+        } catch {
+            userns?.release()
+            throw error
+        }
         let rootPath = spec.root?.path ?? "rootfs"
         let rootfs = rootPath.hasPrefix("/") ? rootPath : bundle + "/" + rootPath
         // The tier, and the rule that chose it, are part of the container's state (`state` shows them).
@@ -76,6 +94,7 @@ enum RuntimeSupport {
             try backend.create(request, record: &record, directory: directory)
         } catch {
             try? directory.remove()
+            userns?.release()
             throw error
         }
         return record
@@ -137,6 +156,7 @@ extension RuntimeSupport {
         let backend = try backend(named: record.backend, globals: globals)
         try backend.delete(record, directory: directory, force: force)
         try releaseImageResources(record)
+        try AutoUserNamespace.release(globals: globals, id: id)
         try directory.remove()
     }
 
@@ -151,8 +171,12 @@ extension RuntimeSupport {
 
     /// Writes the config.json of an image-form container to `<data-root>/bundles/<id>/`.
     static func writeImageBundle(_ globals: GlobalOptions, id: String, spec: Spec) throws -> String {
-        let path = bundlePath(dataRoot: globals.dataRoot, id: id)
-        for dir in [globals.dataRoot + "/bundles", path] where Glibc.mkdir(dir, 0o700) != 0 && errno != EEXIST {
+        try writeImageBundle(dataRoot: globals.dataRoot, id: id, spec: spec)
+    }
+
+    static func writeImageBundle(dataRoot: String, id: String, spec: Spec) throws -> String {
+        let path = bundlePath(dataRoot: dataRoot, id: id)
+        for dir in [dataRoot + "/bundles", path] where Glibc.mkdir(dir, 0o700) != 0 && errno != EEXIST {
             throw SystemError(operation: "mkdir", path: dir, errno: errno)
         }
         let fd = try FileDescriptor.open(path + "/config.json", O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)

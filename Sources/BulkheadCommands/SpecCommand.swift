@@ -1,4 +1,5 @@
 import ArgumentParser
+import Confine
 import LinuxOS
 import OCIImage
 import OCIRuntime
@@ -59,14 +60,23 @@ struct Features: ParsableCommand, GlobalOptionsCarrier {
 
         struct Linux: Encodable {
             var namespaces = ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"]
-            var capabilities: [String] = []
+            var capabilities = CapabilityPlan.allNames
             var cgroup = Cgroup()
-            var seccomp = Enabled(enabled: false)
+            var seccomp = Seccomp()
             var apparmor = Enabled(enabled: false)
             var selinux = Enabled(enabled: false)
         }
         struct Cgroup: Encodable { var v1 = true; var v2 = true; var systemd = false; var systemdUser = false }
         struct Enabled: Encodable { var enabled: Bool }
+        struct Seccomp: Encodable {
+            var enabled = true
+            var actions = ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD",
+                           "SCMP_ACT_LOG", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"]
+            var operators = ["SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE", "SCMP_CMP_LT", "SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE"]
+            var archs = ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM", "SCMP_ARCH_X32", "SCMP_ARCH_X86", "SCMP_ARCH_X86_64"]
+            var knownFlags = ["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_TSYNC"]
+            var supportedFlags = ["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_TSYNC"]
+        }
     }
 
     func run() throws {

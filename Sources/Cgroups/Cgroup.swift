@@ -6,18 +6,7 @@ import Glibc
 /// What the freezer says about a cgroup.
 public enum FreezerState: String, Sendable { case thawed, frozen, freezing }
 
-/// Basic usage numbers (the `events --stats` payload; issue 4 widens it).
-public struct CgroupStats: Sendable, Equatable {
-    public var cpuUsageNanoseconds: UInt64?
-    public var memoryUsageBytes: UInt64?
-    public var memoryLimitBytes: UInt64?
-    public var pidsCurrent: UInt64?
-    public var pidsLimit: UInt64?
-    public init() {}
-}
-
-/// Applies `linux.resources` to a cgroup. The namespace tier ships ``NoResourceLimits``; the resource layer
-/// (issue 4) plugs in a v1 and a v2 implementation through ``Cgroup/resourceApplier``.
+/// Applies `linux.resources` to a cgroup: ``CgroupResourceApplier`` (v1 and v2 writers, picked by the layout).
 public protocol ResourceApplier: Sendable {
     /// Called after the cgroup's directories exist and before any process joins it.
     func apply(_ resources: ResourceRequest, to cgroup: Cgroup) throws
@@ -30,7 +19,7 @@ public struct ResourceRequest: Sendable {
     public init(json: [UInt8]) { self.json = json }
 }
 
-/// Applies nothing (resource limits are the next layer's job).
+/// Applies nothing (for tests of the create path without limits).
 public struct NoResourceLimits: ResourceApplier {
     public init() {}
     public func apply(_ resources: ResourceRequest, to cgroup: Cgroup) throws {}
@@ -179,38 +168,6 @@ public struct Cgroup: Sendable, Equatable {
             return value.trimmed == "1" ? .frozen : .thawed
         }
         return .thawed
-    }
-
-    // MARK: stats
-
-    public func stats() -> CgroupStats {
-        var s = CgroupStats()
-        func number(_ file: String?) -> UInt64? {
-            guard let file, let text = try? Cgroup.read(file) else { return nil }
-            return UInt64(text.trimmed)
-        }
-        func keyed(_ file: String?, _ key: String) -> UInt64? {
-            guard let file, let text = try? Cgroup.read(file) else { return nil }
-            for line in text.split(separator: "\n") {
-                let kv = line.split(separator: " ")
-                if kv.count == 2, kv[0] == key { return UInt64(kv[1]) }
-            }
-            return nil
-        }
-        if layout.kind == .unified, let dir = unifiedDirectory {
-            s.cpuUsageNanoseconds = keyed(dir + "/cpu.stat", "usage_usec").map { $0 * 1000 }
-            s.memoryUsageBytes = number(dir + "/memory.current")
-            s.memoryLimitBytes = number(dir + "/memory.max")
-            s.pidsCurrent = number(dir + "/pids.current")
-            s.pidsLimit = number(dir + "/pids.max")
-        } else {
-            s.cpuUsageNanoseconds = number(directory(for: "cpuacct").map { $0 + "/cpuacct.usage" })
-            s.memoryUsageBytes = number(directory(for: "memory").map { $0 + "/memory.usage_in_bytes" })
-            s.memoryLimitBytes = number(directory(for: "memory").map { $0 + "/memory.limit_in_bytes" })
-            s.pidsCurrent = number(directory(for: "pids").map { $0 + "/pids.current" })
-            s.pidsLimit = number(directory(for: "pids").map { $0 + "/pids.max" })
-        }
-        return s
     }
 
     // MARK: delete

@@ -113,6 +113,10 @@ public enum CgroupPath {
         return resolved
     }
 
+    /// Whether systemd is this host's init (sd_booted's test). Without it the systemd form of cgroupsPath is
+    /// served by the cgroupfs driver at the same path systemd would have used.
+    public static func systemdIsRunning() -> Bool { access("/run/systemd/system", F_OK) == 0 }
+
     static func systemdForm(slice: String, prefix: String, name: String) throws -> String {
         guard !name.isEmpty, !name.contains("/") else {
             throw CgroupError("linux.cgroupsPath: the name part of slice:prefix:name must be a single non-empty word")

@@ -187,7 +187,7 @@ public enum ContainerInit {
                 // A fresh session keyring, so the container does not share the host's (runc does the same).
                 _ = bh_join_session_keyring("_ses." + config.id)
             }
-            program = try step("find the program") { try ProgramLaunch(process: config.process) }
+            program = try step("find the program") { try ProgramLaunch(process: config.process, seccomp: config.spec.linux?.seccomp) }
             try sock.send("ready")
             if config.hasStartContainerHooks { hookState = try sock.receive() }
         } catch {

@@ -1,5 +1,6 @@
 import CShims
 import Cgroups
+import Confine
 import FoundationEssentials
 import LinuxOS
 import Logging
@@ -14,14 +15,14 @@ import Glibc
 /// and drives it over a sync socket.
 public struct NamespaceBackend: Backend {
     public let name = "namespace"
-    /// Applies `linux.resources` (the hardening layer plugs in here; today: nothing).
+    /// Applies `linux.resources` (``CgroupResourceApplier`` unless a test gives another).
     public let resources: ResourceApplier
     /// The binary re-executed as the container init.
     public let initBinary: String
     let logger = Logger(label: "bulkhead.namespace")
 
-    public init(resources: ResourceApplier = NoResourceLimits(), initBinary: String = "/proc/self/exe") {
-        self.resources = resources
+    public init(resources: ResourceApplier? = nil, initBinary: String = "/proc/self/exe") {
+        self.resources = resources ?? CgroupResourceApplier(warn: { Logger(label: "bulkhead.cgroups").warning("\($0)") })
         self.initBinary = initBinary
     }
 
@@ -37,8 +38,17 @@ public struct NamespaceBackend: Backend {
     public func create(_ request: CreateRequest, record: inout ContainerRecord, directory: ContainerDirectory) throws {
         let spec = request.spec
         record.hooks = spec.hooks
+        // What `exec` needs to confine its processes like this one.
+        record.extra = (record.extra ?? [:]).merging([ConfinementRecord.key: ConfinementRecord(spec: spec).encoded]) { $1 }
         guard let process = spec.process else {
             throw RuntimeError("create \(request.id): config.json has no process section; the namespace tier needs one")
+        }
+        do { try spec.validateUserNamespace() } catch { throw RuntimeError("create \(request.id): \(error)") }
+        try checkJoinedUserNamespace(spec, id: request.id)
+        for (i, m) in (spec.mounts ?? []).enumerated()
+        where m.uidMappings != nil || m.gidMappings != nil || (m.options ?? []).contains(where: { $0 == "idmap" || $0 == "ridmap" }) {
+            // Not silently a plain bind: `features` does not offer idmapped spec mounts, so engines do not ask.
+            throw RuntimeError("create \(request.id): mounts[\(i)] (\(m.destination)) asks for an idmapped mount (uidMappings/gidMappings or idmap/ridmap), which this runtime does not offer yet; drop them and chown the source instead")
         }
         var initPid: Int32 = 0
         var stage1: Int32 = 0
@@ -46,22 +56,22 @@ public struct NamespaceBackend: Backend {
         do {
             // 1. The cgroup, before any process exists, so that everything the container starts is inside it.
             let layout = try stepOf("detect the cgroup layout") { try CgroupLayout.detect() }
-            if request.systemdCgroup && access("/run/systemd/system", F_OK) != 0 {
-                logger.info("systemd is not running on this host: using the cgroupfs driver for linux.cgroupsPath \"\(spec.linux?.cgroupsPath ?? "")\"")
-            }
             let path = try stepOf("resolve linux.cgroupsPath") {
                 try CgroupPath.resolve(spec.linux?.cgroupsPath, containerID: request.id, systemd: request.systemdCgroup,
                                        ownCgroup: ownCgroupPath(controller: layout.kind == .unified ? "" : "pids"))
+            }
+            if request.systemdCgroup && !CgroupPath.systemdIsRunning() {
+                logger.info("systemd is not running on this host: --systemd-cgroup falls back to the cgroupfs driver; linux.cgroupsPath \"\(spec.linux?.cgroupsPath ?? "")\" is the cgroup \(path) (no systemd scope is created)")
             }
             let cgroup = Cgroup(layout: layout, path: path)
             record.cgroupPath = path
             try directory.save(record)
             try stepOf("create cgroup \(path)") { try cgroup.create() }
             createdCgroup = cgroup
-            if let res = spec.linux?.resources {
-                let json = Array(try JSONEncoder().encode(res))
-                try stepOf("apply linux.resources") { try resources.apply(ResourceRequest(json: json), to: cgroup) }
-            }
+            // Always, even without a resources section: the device rules (deny by default, the standard devices
+            // allowed) apply to every container, as with runc.
+            let json = try spec.linux?.resources.map { Array(try JSONEncoder().encode($0)) } ?? []
+            try stepOf("apply linux.resources") { try resources.apply(ResourceRequest(json: json), to: cgroup) }
 
             // 2. The exec fifo `start` opens.
             let fifo = directory.path + "/" + Self.fifoName
@@ -164,9 +174,10 @@ public struct NamespaceBackend: Backend {
             let (verb, payload) = message.splitVerb()
             switch verb {
             case "userns":
-                try stepOf("write the user namespace id maps") {
-                    try writeMap("/proc/\(stage1)/uid_map", uidMappings ?? [], kind: "uid")
-                    try writeMap("/proc/\(stage1)/gid_map", gidMappings ?? [], kind: "gid")
+                // The init has just unshared its user namespace and waits: its maps are written from here, as
+                // root in the parent namespace (no newuidmap), before it does anything as the namespace's root.
+                try stepOf("write the user namespace id maps of the container init (pid \(stage1))") {
+                    try writeMaps(pid: stage1, uid: uidMappings ?? [], gid: gidMappings ?? [])
                 }
                 try ours.send("ok")
             case "pid":
@@ -190,13 +201,34 @@ public struct NamespaceBackend: Backend {
         }
     }
 
-    func writeMap(_ path: String, _ mappings: [Spec.IDMapping], kind: String) throws {
-        guard !mappings.isEmpty else {
+    func writeMaps(pid: Int32, uid: [Spec.IDMapping], gid: [Spec.IDMapping]) throws {
+        for (kind, list) in [("uid", uid), ("gid", gid)] where list.isEmpty {
             throw RuntimeError("linux.\(kind)Mappings is empty: a new user namespace needs at least one \(kind) mapping")
         }
-        let text = mappings.map { "\($0.containerID) \($0.hostID) \($0.size)\n" }.joined()
-        let fd = try FileDescriptor.open(path, O_WRONLY)
-        try fd.writeAll(text, path: path)
+        // A runtime that is root holds CAP_SETGID over the parent namespace and may write gid_map with
+        // setgroups(2) still allowed in the container (the process.user.additionalGids need it). Without it the
+        // kernel only takes a gid_map after setgroups is denied.
+        try UserNamespace.writeMaps(pid: pid, uid: uid.map(\.entry), gid: gid.map(\.entry), denySetgroups: geteuid() != 0)
+    }
+
+    /// Joining a user namespace by path: mappings in the spec are not written (the namespace has its maps), but
+    /// when they are given and the path names a process's namespace, they must be the maps it has.
+    func checkJoinedUserNamespace(_ spec: Spec, id: String) throws {
+        guard let path = spec.linux?.namespaces?.first(where: { $0.type == .user })?.path, !path.isEmpty else { return }
+        let parts = path.split(separator: "/")
+        guard parts.count == 4, parts[0] == "proc", parts[2] == "ns", parts[3] == "user", let pid = Int32(parts[1]) else {
+            if spec.linux?.uidMappings != nil || spec.linux?.gidMappings != nil {
+                logger.info("create \(id): joining the user namespace \(path): linux.uidMappings/gidMappings are not written (the namespace has its own maps)")
+            }
+            return
+        }
+        for (field, file, given) in [("linux.uidMappings", "uid_map", spec.linux?.uidMappings), ("linux.gidMappings", "gid_map", spec.linux?.gidMappings)] {
+            guard let given, !given.isEmpty else { continue }
+            let actual = (try? UserNamespace.readMap(pid: pid, file)) ?? []
+            if Set(actual) != Set(given.map(\.entry)) {
+                throw RuntimeError("create \(id): \(field) \(UserNamespace.mapText(given.map(\.entry)).split(separator: "\n").joined(separator: ", ")) differ from the maps of the user namespace \(path) being joined (\(UserNamespace.mapText(actual).split(separator: "\n").joined(separator: ", "))): drop the mappings or make them match")
+            }
+        }
     }
 
     func writePidFile(_ path: String, pid: Int32) throws {
@@ -309,8 +341,14 @@ public struct NamespaceBackend: Backend {
         if let cg, cg.freezerState() != .thawed {
             throw RuntimeError("cannot exec in container \(record.id): it is paused (resume it first)")
         }
+        // The container's seccomp filter applies to every process in it (the process.json carries none).
+        var spec = Spec()
+        if let seccomp = try ConfinementRecord.from(record.extra)?.seccomp {
+            spec.linux = Spec.Linux()
+            spec.linux?.seccomp = seccomp
+        }
         let config = InitConfig(
-            mode: .exec, id: record.id, bundle: record.bundle, rootfs: record.rootfs, spec: Spec(),
+            mode: .exec, id: record.id, bundle: record.bundle, rootfs: record.rootfs, spec: spec,
             process: request.process, noPivot: false, noNewKeyring: true, fifoPath: nil, consoleFD: nil,
             preserveFds: request.preserveFds, cgroupDirectories: [], cgroupUnified: false, targetPid: record.pid,
             hasStartContainerHooks: false, hasCreateHooks: false)
@@ -350,17 +388,25 @@ public struct NamespaceBackend: Backend {
 
     public func stats(_ record: ContainerRecord) throws -> ContainerStats {
         guard let cg = cgroup(of: record) else { return ContainerStats() }
-        let s = cg.stats()
-        var out = ContainerStats()
-        out.cpuUsageNanoseconds = s.cpuUsageNanoseconds
-        out.memoryUsageBytes = s.memoryUsageBytes
-        out.memoryLimitBytes = s.memoryLimitBytes
-        out.pidsCurrent = s.pidsCurrent
-        out.pidsLimit = s.pidsLimit
-        return out
+        return cg.stats()
+    }
+
+    public func update(_ record: ContainerRecord, resources r: LinuxResources) throws {
+        guard isAlive(record) else { throw RuntimeError.notRunning(record.id) }
+        guard let cg = cgroup(of: record), cg.exists else {
+            throw RuntimeError("cannot update container \(record.id): it has no cgroup")
+        }
+        let applier = (resources as? CgroupResourceApplier) ?? CgroupResourceApplier(warn: { Logger(label: "bulkhead.cgroups").warning("\($0)") })
+        do { try applier.apply(r, to: cg, update: true) } catch {
+            throw RuntimeError("update \(record.id): \(error)")
+        }
     }
 
     public func wait(forChild pid: Int32) -> Int32 { ChildProcess.waitForwardingSignals(pid) }
+}
+
+extension Spec.IDMapping {
+    var entry: IDMapEntry { IDMapEntry(inside: containerID, outside: hostID, count: size) }
 }
 
 func stepOf<T: ~Copyable>(_ name: @autoclosure () -> String, _ body: () throws -> T) throws -> T {

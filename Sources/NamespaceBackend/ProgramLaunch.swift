@@ -1,4 +1,5 @@
 import CShims
+import Confine
 import LinuxOS
 import OCIRuntime
 #if canImport(Glibc)
@@ -6,17 +7,21 @@ import Glibc
 #endif
 
 /// The container's program, resolved before `ready` (so a missing binary fails `create`, not `start`), and
-/// the last steps before exec: rlimits, OOM score, umask, groups, gid, uid, cwd, no_new_privs, fds, signals.
+/// the last steps before exec: rlimits, OOM score, umask, bounding set, groups, gid, uid, capabilities, cwd,
+/// no_new_privs, seccomp, fds, signals. Capabilities and the seccomp filter are resolved and built here too,
+/// before `ready`, so an unknown capability or syscall name fails `create` (or `exec`).
 struct ProgramLaunch {
     let process: Spec.Process
     let path: String
     let arguments: [String]
     let environment: [String]
+    let confinement: ProcessConfinement
 
     static let defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-    init(process: Spec.Process) throws {
+    init(process: Spec.Process, seccomp: Spec.Seccomp?) throws {
         self.process = process
+        confinement = try step("confine the process") { try ProcessConfinement(process: process, seccomp: seccomp) }
         arguments = process.args ?? []
         guard let first = arguments.first, !first.isEmpty else { throw InitError("find the program", "process.args is empty") }
         var env = process.env ?? []
@@ -90,6 +95,7 @@ struct ProgramLaunch {
                 }
             }
             let user = process.user
+            try step("drop capabilities from the bounding set") { try confinement.beforeUserChange() }
             try step("set the groups \(user.additionalGids ?? [])") {
                 let groups = (user.additionalGids ?? []).map { gid_t($0) }
                 if bh_setgroups(groups.count, groups) != 0 && !(errno == EPERM && groups.isEmpty) {
@@ -98,13 +104,9 @@ struct ProgramLaunch {
             }
             try step("set gid \(user.gid)") { try sys("setresgid", nil) { bh_setresgid(user.gid, user.gid, user.gid) } }
             try step("set uid \(user.uid)") { try sys("setresuid", nil) { bh_setresuid(user.uid, user.uid, user.uid) } }
+            try step("set the capabilities") { try confinement.afterUserChange() }
             try step("change to the working directory \(process.cwd)") { try sys("chdir", process.cwd) { chdir(process.cwd) } }
             umask(mode_t(process.user.umask ?? 0o022))
-            // Capabilities and seccomp are applied here by the hardening layer (issue 4); until then a process
-            // keeps what its uid gives it.
-            if process.noNewPrivileges == true {
-                try step("set no_new_privs") { try sys("prctl", "PR_SET_NO_NEW_PRIVS") { bh_prctl(38, 1, 0, 0, 0) } }
-            }
             _ = bh_cloexec_from(3 + Int32(preserveFds))
             for fd in 3..<(3 + Int32(preserveFds)) {
                 let flags = fcntl(fd, F_GETFD)
@@ -113,6 +115,8 @@ struct ProgramLaunch {
             bh_reset_signals()
             let argv = arguments.map { strdup($0) } + [nil]
             let envp = environment.map { strdup($0) } + [nil]
+            // Last: no_new_privs, then the seccomp filter (what runs after it must be allowed by it: only execve).
+            try step("set no_new_privs and the seccomp filter") { try confinement.lastBeforeExec() }
             execve(path, argv, envp)
             throw InitError("exec \(path)", String(cString: strerror(errno)))
         } catch {

@@ -50,7 +50,8 @@ struct MountOptions: Equatable {
             case "rslave": propagation.append(MountFlags.slave | MountFlags.recursive)
             case "unbindable": propagation.append(MountFlags.unbindable)
             case "runbindable": propagation.append(MountFlags.unbindable | MountFlags.recursive)
-            case "tmpcopyup", "idmap", "ridmap", "copy-symlink", "notmpcopyup": continue
+            case "tmpcopyup", "copy-symlink", "notmpcopyup": continue
+            case "idmap", "ridmap": continue   // refused at create (NamespaceBackend.create)
             default: data.append(option)
             }
         }
@@ -84,6 +85,11 @@ struct RootfsSetup {
     var root: Int32 = -1
 
     init(config: InitConfig) { self.config = config }
+
+    /// Whether the container has a user namespace (new or joined): then device nodes cannot be created
+    /// (mknod(2) of a device needs CAP_MKNOD in the initial namespace) and are bind-mounted from the host, as
+    /// runc does, and mount flags inherited from host mounts are locked.
+    var inUserNamespace: Bool { spec.linux?.namespaces?.contains { $0.type == .user } == true }
 
     mutating func prepare(sock: SyncSocket) throws {
         let propagation = MountOptions.propagation(spec.linux?.rootfsPropagation)
@@ -136,8 +142,10 @@ struct RootfsSetup {
     func finish() throws {
         if spec.root?.readonly == true {
             try step("make the root read-only") {
-                try Mount.mount(source: nil, target: "/", type: nil,
-                                flags: MountFlags.bind | MountFlags.remount | MountFlags.readOnly)
+                let flags = MountFlags.bind | MountFlags.remount | MountFlags.readOnly
+                do { try Mount.mount(source: nil, target: "/", type: nil, flags: flags) } catch let e as SystemError where e.errno == EPERM {
+                    try Mount.mount(source: nil, target: "/", type: nil, flags: flags | lockedFlags("/"))
+                }
             }
         }
         for (key, value) in (spec.linux?.sysctl ?? [:]).sorted(by: { $0.key < $1.key }) {
@@ -219,16 +227,23 @@ struct RootfsSetup {
         do {
             try Mount.mount(source: nil, target: target, type: nil, flags: MountFlags.bind | MountFlags.remount | flags)
         } catch let e as SystemError where e.errno == EPERM {
-            var vfs = statvfs()
-            _ = statvfs(source, &vfs)
-            var locked: UInt = 0
-            let f = UInt(vfs.f_flag)
-            if f & UInt(BH_ST_NOSUID) != 0 { locked |= MountFlags.noSuid }
-            if f & UInt(BH_ST_NODEV) != 0 { locked |= MountFlags.noDev }
-            if f & UInt(BH_ST_NOEXEC) != 0 { locked |= MountFlags.noExec }
-            if f & UInt(BH_ST_RDONLY) != 0 { locked |= MountFlags.readOnly }
-            try Mount.mount(source: nil, target: target, type: nil, flags: MountFlags.bind | MountFlags.remount | flags | locked)
+            try Mount.mount(source: nil, target: target, type: nil, flags: MountFlags.bind | MountFlags.remount | flags | lockedFlags(source))
         }
+    }
+
+    /// The flags of the mount holding `path` that a remount inside a user namespace must keep (the kernel
+    /// locks nosuid, nodev, noexec and ro of mounts that came from a more privileged namespace). Used after a
+    /// remount without them failed with EPERM.
+    func lockedFlags(_ path: String) -> UInt {
+        var vfs = statvfs()
+        guard statvfs(path, &vfs) == 0 else { return 0 }
+        var locked: UInt = 0
+        let f = UInt(vfs.f_flag)
+        if f & UInt(BH_ST_NOSUID) != 0 { locked |= MountFlags.noSuid }
+        if f & UInt(BH_ST_NODEV) != 0 { locked |= MountFlags.noDev }
+        if f & UInt(BH_ST_NOEXEC) != 0 { locked |= MountFlags.noExec }
+        if f & UInt(BH_ST_RDONLY) != 0 { locked |= MountFlags.readOnly }
+        return locked
     }
 
     /// `cgroup` mounts: on a v2-only host the container's cgroup (or a fresh cgroup2 in a cgroup namespace);
@@ -335,16 +350,25 @@ struct RootfsSetup {
         try mkdirAll(parent)
         let dir = try openInRoot(parent, flags: BH_O_PATH | O_DIRECTORY)
         defer { close(dir) }
-        if mknodat(dir, name, type | mode, dev_t(bh_makedev(major, minor))) == 0 {
-            try sys("fchownat", path) { fchownat(dir, name, uid, gid, AT_SYMLINK_NOFOLLOW) }
-            try sys("fchmodat", path) { fchmodat(dir, name, mode, 0) }
-            return
+        let isDevice = type == S_IFCHR || type == S_IFBLK
+        if !(isDevice && inUserNamespace) {
+            if mknodat(dir, name, type | mode, dev_t(bh_makedev(major, minor))) == 0 {
+                try sys("fchownat", path) { fchownat(dir, name, uid, gid, AT_SYMLINK_NOFOLLOW) }
+                try sys("fchmodat", path) { fchmodat(dir, name, mode, 0) }
+                return
+            }
+            let code = errno
+            if code == EEXIST { return }
+            guard code == EPERM && isDevice else { throw SystemError(operation: "mknodat", path: path, errno: code) }
         }
-        let code = errno
-        if code == EEXIST { return }
-        guard code == EPERM else { throw SystemError(operation: "mknodat", path: path, errno: code) }
-        // No mknod in a user namespace: bind the host's device node instead.
-        let f = bh_openat(dir, name, O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)
+        // No mknod of devices in a user namespace: bind the host's device node onto an empty file instead.
+        // The host node must be the device the spec names.
+        var host = stat()
+        try sys("stat", path, hint: "the device is bind-mounted from the host in a user namespace, so the host must have it") { stat(path, &host) }
+        if host.st_mode & S_IFMT != type || bh_major(UInt64(host.st_rdev)) != major || bh_minor(UInt64(host.st_rdev)) != minor {
+            throw InitError("device \(path)", "in a user namespace devices are bind-mounted from the host, and the host's \(path) is not device \(major):\(minor) of that type")
+        }
+        let f = bh_openat(dir, name, O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0o644)
         if f >= 0 { close(f) }
         let t = try openInRoot(path)
         defer { close(t) }

@@ -30,7 +30,8 @@ extension ImageStore {
             try saveState(state)
 
             let rootfs = try FileDescriptor.open(dataRoot + "/rootfs", O_RDONLY | O_DIRECTORY)
-            try rootfs.mkdirIfMissing(containerID, mode: 0o711)
+            // 0700: only root (or, under --userns auto, the container's root; see shiftRootfs) may enter it.
+            try rootfs.mkdirIfMissing(containerID, mode: 0o700)
             let dir = try rootfs.openDirectory(containerID, resolve: BH_RESOLVE_BENEATH_VALUE | BH_RESOLVE_NO_SYMLINKS_VALUE)
             for sub in ["upper", "work", "merged", "empty"] { try dir.mkdirIfMissing(sub, mode: 0o755) }
 

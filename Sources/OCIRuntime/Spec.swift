@@ -145,7 +145,8 @@ public struct Spec: Codable, Sendable, Equatable {
         /// Resource limits: applied by the cgroup resource layer (issue 4); carried through untouched here.
         public var resources: Resources?
         public var rootfsPropagation: String?
-        public var seccomp: JSONValue?
+        /// Applied by the `Confine` target in the container init, last before exec.
+        public var seccomp: Seccomp?
         public var sysctl: [String: String]?
         public var maskedPaths: [String]?
         public var readonlyPaths: [String]?
@@ -287,6 +288,50 @@ extension Spec {
         for (i, ns) in (linux?.namespaces ?? []).enumerated() {
             if !seen.insert(ns.type).inserted {
                 throw SpecError("\(source): linux.namespaces[\(i)]: namespace \"\(ns.type.rawValue)\" is listed twice")
+            }
+        }
+        try validateUserNamespace(source: source)
+    }
+
+    /// Most lines a uid_map/gid_map may have (the kernel's limit since Linux 4.15).
+    public static let maxIDMappings = 340
+
+    /// The user namespace and its id mappings agree: a new user namespace needs both uidMappings and
+    /// gidMappings, mappings need a user namespace, and each list is one the kernel will accept (non-empty ranges,
+    /// none overlapping inside or outside, no wrap past 2³²−1, at most 340 lines).
+    public func validateUserNamespace(source: String = "config.json") throws {
+        let userns = linux?.namespaces?.first { $0.type == .user }
+        let uid = linux?.uidMappings ?? [], gid = linux?.gidMappings ?? []
+        guard let userns else {
+            if !uid.isEmpty || !gid.isEmpty {
+                let field = uid.isEmpty ? "linux.gidMappings" : "linux.uidMappings"
+                throw SpecError("\(source): \(field) is set but linux.namespaces has no user namespace: add {\"type\": \"user\"} to linux.namespaces, or remove the mappings")
+            }
+            return
+        }
+        let joining = !(userns.path ?? "").isEmpty
+        if !joining {
+            for (field, list) in [("linux.uidMappings", uid), ("linux.gidMappings", gid)] where list.isEmpty {
+                throw SpecError("\(source): linux.namespaces asks for a new user namespace but \(field) is empty: map at least the container's root, e.g. {\"containerID\": 0, \"hostID\": 100000, \"size\": 65536}")
+            }
+        }
+        for (field, list) in [("linux.uidMappings", uid), ("linux.gidMappings", gid)] {
+            if list.count > Self.maxIDMappings {
+                throw SpecError("\(source): \(field) has \(list.count) ranges; the kernel takes at most \(Self.maxIDMappings)")
+            }
+            for (i, m) in list.enumerated() {
+                if m.size == 0 { throw SpecError("\(source): \(field)[\(i)].size is 0: give the number of ids to map") }
+                if UInt64(m.containerID) + UInt64(m.size) > UInt64(UInt32.max) || UInt64(m.hostID) + UInt64(m.size) > UInt64(UInt32.max) {
+                    throw SpecError("\(source): \(field)[\(i)] (\(m.containerID) \(m.hostID) \(m.size)) runs past the largest id 4294967294")
+                }
+                for (j, other) in list.enumerated() where j < i {
+                    if m.containerID < other.containerID + other.size && other.containerID < m.containerID + m.size {
+                        throw SpecError("\(source): \(field)[\(i)] and [\(j)] overlap in containerID (\(m.containerID)+\(m.size) and \(other.containerID)+\(other.size)); each container id may be mapped once")
+                    }
+                    if m.hostID < other.hostID + other.size && other.hostID < m.hostID + m.size {
+                        throw SpecError("\(source): \(field)[\(i)] and [\(j)] overlap in hostID (\(m.hostID)+\(m.size) and \(other.hostID)+\(other.size)); each host id may be mapped once")
+                    }
+                }
             }
         }
     }

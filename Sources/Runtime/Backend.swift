@@ -1,3 +1,4 @@
+import Cgroups
 import OCIRuntime
 
 /// The status of a container, as runc and the OCI runtime spec name it.
@@ -45,15 +46,9 @@ public struct ExecRequest: Sendable {
     }
 }
 
-/// Resource usage of a container (the `events --stats` payload).
-public struct ContainerStats: Sendable, Codable, Equatable {
-    public var cpuUsageNanoseconds: UInt64?
-    public var memoryUsageBytes: UInt64?
-    public var memoryLimitBytes: UInt64?
-    public var pidsCurrent: UInt64?
-    public var pidsLimit: UInt64?
-    public init() {}
-}
+/// Resource usage of a container (the `events --stats` payload, in runc's shape): the one stats type, defined
+/// with the cgroup code that reads it.
+public typealias ContainerStats = CgroupStats
 
 /// One isolation tier. The namespace tier (`NamespaceBackend`) implements it today; the microVM tier implements
 /// the same verbs with a guest agent. Every call is made by a fresh `bulkhead` process holding the container's
@@ -90,9 +85,19 @@ public protocol Backend: Sendable {
 
     func stats(_ record: ContainerRecord) throws -> ContainerStats
 
+    /// Changes the resource limits of a live container (`update`); only the fields given change.
+    func update(_ record: ContainerRecord, resources: LinuxResources) throws
+
     /// Waits for a process that is a child of the caller (foreground `run` and `exec`), forwarding the signals
     /// the caller receives; returns the exit status (128+N for a signal).
     func wait(forChild pid: Int32) -> Int32
+}
+
+extension Backend {
+    /// A tier that cannot change limits of a running container says so.
+    public func update(_ record: ContainerRecord, resources: LinuxResources) throws {
+        throw RuntimeError("update: changing the resources of a running container is not supported by the \(name) tier yet (container \(record.id)); recreate the container with new limits")
+    }
 }
 
 /// Errors with the texts container engines look for.

@@ -11,5 +11,8 @@ int bh_capset_clear(void);
 int bh_capbset_drop_all(void);
 /// PR_SET_NO_NEW_PRIVS.
 int bh_set_no_new_privs(void);
+/// A new, detached (never attached anywhere, so nothing propagates) read-only tmpfs of `size_kb` KiB and mode
+/// 0555 through fsopen/fsconfig/fsmount; returns its mount fd (O_CLOEXEC) or -1 with errno.
+int bh_detached_empty_tmpfs(unsigned size_kb);
 
 #endif

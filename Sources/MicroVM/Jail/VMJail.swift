@@ -96,8 +96,21 @@ public final class VMJail: @unchecked Sendable {
     /// Moves the process into a private mount namespace whose root is an empty read-only tmpfs. Call after every
     /// file the VMM needs is open, while single-threaded. pivot_root(".", ".") stacks the old root under the new
     /// one, and the lazy unmount removes it: no directory, no remount needed.
+    ///
+    /// Where `/` is not a mount point (a chroot onto a plain directory), it cannot be made private or pivoted;
+    /// then the root becomes an empty read-only tmpfs that was never attached to any mount (fsmount), entered
+    /// with chroot. Nothing propagates to the host either way; without capabilities (dropped next) the chroot
+    /// cannot be left.
     public func confineMounts() throws {
         try Confinement.unshareMountNamespace()
+        if !Mount.isMountPoint("/") {
+            let root = try sys("fsmount tmpfs", nil) { bh_detached_empty_tmpfs(4) }
+            defer { close(root) }
+            try sys("fchdir", "(empty tmpfs)") { fchdir(root) }
+            try sys("chroot", ".") { chroot(".") }
+            try sys("chdir", "/") { chdir("/") }
+            return
+        }
         try Mount.mount(source: nil, target: "/", type: nil, flags: UInt(MS_REC | MS_PRIVATE))
         try Mount.mount(source: "bulkhead-vmm", target: "/tmp", type: "tmpfs",
                         flags: UInt(MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC), data: "size=4k,mode=0555")
