@@ -442,11 +442,12 @@ public struct MicroVMBackend: Backend {
         guard reply.hasPrefix("{") else { throw RuntimeError("cannot read the statistics of container \(record.id): \(reply)") }
         let s = try JSONDecoder().decode(GuestStats.self, from: Data(reply.utf8))
         var out = ContainerStats()
-        out.cpuUsageNanoseconds = s.cpuUsageNanoseconds
-        out.memoryUsageBytes = s.memoryUsageBytes
-        out.memoryLimitBytes = s.memoryLimitBytes == 0 ? nil : s.memoryLimitBytes
-        out.pidsCurrent = s.pidsCurrent
-        out.pidsLimit = s.pidsLimit == 0 ? nil : s.pidsLimit
+        // runc's shape; a limit of 0 means none (as runc reports it).
+        out.cpu.usage.total = s.cpuUsageNanoseconds
+        out.memory.usage.usage = s.memoryUsageBytes
+        out.memory.usage.limit = s.memoryLimitBytes
+        out.pids.current = s.pidsCurrent
+        out.pids.limit = s.pidsLimit
         return out
     }
 
