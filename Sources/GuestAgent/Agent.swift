@@ -254,7 +254,7 @@ public final class Agent {
             let confinement: ProcessConfinement
             do {
                 process = try GuestProcess.decode(bytes)
-                confinement = try ProcessConfinement(process: try JSONDecoder().decode(Spec.Process.self, from: Data(bytes)), seccomp: seccompProfile)
+                confinement = try JSONDecoder().decode(ConfinementParts.ProcessPart.self, from: Data(bytes)).confinement(seccomp: seccompProfile)
             } catch { fail(id, "cannot use the exec process JSON: \(error)"); return true }
             spawn(id: id, process, confinement: confinement)
         case let .stdin(id, data):
@@ -297,11 +297,11 @@ public final class Agent {
         // Capabilities and seccomp through the namespace tier's code (Confine), built before anything runs so a
         // bad profile fails create.
         do {
-            let oci = try Spec.decode(specBytes, source: "the container's spec")
-            seccompProfile = oci.linux?.seccomp
-            if let process = oci.process { initConfinement = try ProcessConfinement(process: process, seccomp: seccompProfile) }
+            let parts = try JSONDecoder().decode(ConfinementParts.self, from: Data(specBytes))
+            seccompProfile = parts.linux?.seccomp
+            if let process = parts.process { initConfinement = try process.confinement(seccomp: seccompProfile) }
         } catch {
-            fail(Message.noProcess, "\(error)")
+            fail(Message.noProcess, "the container's spec: \(error)")
             return
         }
         do {
@@ -566,4 +566,24 @@ func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafePointer<C
     var array: [UnsafePointer<CChar>?] = copies.map { UnsafePointer($0) }
     array.append(nil)
     return array.withUnsafeBufferPointer { body($0.baseAddress!) }
+}
+
+/// The parts of a spec (or exec process) that `Confine` applies, decoded leniently: the rest of the document is
+/// the agent's own business (`GuestSpec`), so a spec the agent runs is not refused here for a field it ignores.
+struct ConfinementParts: Decodable {
+    var process: ProcessPart?
+    var linux: LinuxPart?
+
+    struct ProcessPart: Decodable {
+        var capabilities: Spec.Capabilities?
+        var noNewPrivileges: Bool?
+
+        func confinement(seccomp: Spec.Seccomp?) throws -> ProcessConfinement {
+            var process = Spec.Process()
+            process.capabilities = capabilities
+            process.noNewPrivileges = noNewPrivileges
+            return try ProcessConfinement(process: process, seccomp: seccomp)
+        }
+    }
+    struct LinuxPart: Decodable { var seccomp: Spec.Seccomp? }
 }
