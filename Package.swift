@@ -72,7 +72,7 @@ let package = Package(
         // linked -static-executable), and the images a microVM boots (initramfs, shared rootfs image).
         .target(name: "GuestProtocol"),
         .target(name: "CAgentShims"),
-        .target(name: "GuestAgent", dependencies: ["GuestProtocol", "LinuxOS", "CAgentShims"]),
+        .target(name: "GuestAgent", dependencies: ["GuestProtocol", "LinuxOS", "CAgentShims", "Confine", "OCIRuntime"]),
         .executableTarget(name: "bulkhead-agent", dependencies: ["GuestAgent"]),
         .target(name: "GuestHost", dependencies: ["GuestProtocol", "LinuxOS", "CShims"]),
         .executableTarget(name: "bulkhead-guest-bench", dependencies: ["GuestHost", "GuestImage", "GuestProtocol"]),

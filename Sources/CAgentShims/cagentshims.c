@@ -10,6 +10,10 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sched.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/syscall.h>
 #include <sys/prctl.h>
 #include <sys/reboot.h>
 #include <sys/resource.h>
@@ -24,7 +28,14 @@ static const char *const stages[] = {
     "exec", "setsid", "dup2 stdio", "ioctl TIOCSCTTY", "chroot", "chdir", "setrlimit",
     "setgroups", "setgid", "setuid", "prctl PR_SET_NO_NEW_PRIVS", "clone", "pipe2", "exec (not found in PATH)",
     "join the cgroup", "setns", "make mounts private", "mount proc for the pid namespace", "setns (pid, in the agent)",
+    "load the seccomp filter", "drop from the capability bounding set", "prctl PR_SET_KEEPCAPS", "capset",
+    "raise an ambient capability",
 };
+
+static int load_seccomp(const struct bh_agent_spawn_request *r) {
+    struct sock_fprog prog = { .len = (unsigned short)r->seccomp_bpf_count, .filter = (struct sock_filter *)r->seccomp_bpf };
+    return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0);
+}
 
 static void fail(int pipe_fd, int stage) {
     struct child_failure f = { stage, errno };
@@ -105,10 +116,29 @@ static int spawn_child(void *arg) {
         struct rlimit lim = { r->rlimit_soft[i], r->rlimit_hard[i] };
         if (setrlimit(r->rlimit_resources[i], &lim) < 0) fail(pfd, 6);
     }
+    if (r->seccomp_bpf && r->seccomp_early && load_seccomp(r) < 0) fail(pfd, 19);
+    if (r->apply_capabilities) {
+        for (int cap = 0; cap <= r->last_capability && cap < 64; cap++)
+            if (!(r->cap_bounding & (1ULL << cap)) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) fail(pfd, 20);
+        if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0) fail(pfd, 21);
+    }
     if (setgroups((size_t)r->ngroups, r->groups) < 0) fail(pfd, 7);
     if (setgid(r->gid) < 0) fail(pfd, 8);
     if (setuid(r->uid) < 0) fail(pfd, 9);
+    if (r->apply_capabilities) {
+        if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0) fail(pfd, 21);
+        struct __user_cap_header_struct header = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+        struct __user_cap_data_struct data[2] = {
+            { (uint32_t)r->cap_effective, (uint32_t)r->cap_permitted, (uint32_t)r->cap_inheritable },
+            { (uint32_t)(r->cap_effective >> 32), (uint32_t)(r->cap_permitted >> 32), (uint32_t)(r->cap_inheritable >> 32) },
+        };
+        if (syscall(SYS_capset, &header, data) < 0) fail(pfd, 22);
+        (void)prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+        for (int cap = 0; cap < 64; cap++)
+            if ((r->cap_ambient & (1ULL << cap)) && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0) fail(pfd, 23);
+    }
     if (r->no_new_privileges && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail(pfd, 10);
+    if (r->seccomp_bpf && !r->seccomp_early && load_seccomp(r) < 0) fail(pfd, 19);
     exec_in_path(r, pfd);
     _exit(127);
 }

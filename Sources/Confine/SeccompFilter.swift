@@ -1,4 +1,6 @@
 import CSeccomp
+import CShims
+import LinuxOS
 import OCIRuntime
 #if canImport(Glibc)
 import Glibc
@@ -177,6 +179,18 @@ public final class SeccompFilter {
             throw ConfineError("load the seccomp filter: \(String(cString: strerror(-r)))"
                                + (r == -EACCES || r == -EPERM ? " (without no_new_privs, loading needs CAP_SYS_ADMIN)" : ""))
         }
+    }
+
+    /// The filter as classic BPF (`struct sock_filter` array bytes), for a loader that cannot call libseccomp: the
+    /// microVM guest agent builds it in Swift and its C clone/exec child installs it with prctl(PR_SET_SECCOMP).
+    public func exportBPF() throws -> [UInt8] {
+        let fd = bh_memfd("seccomp-bpf")
+        guard fd >= 0 else { throw ConfineError("memfd_create for the seccomp filter: \(String(cString: strerror(errno)))") }
+        let file = FileDescriptor(adopting: fd)
+        let r = seccomp_export_bpf(context, fd)
+        if r != 0 { throw ConfineError("export the seccomp filter: \(String(cString: strerror(-r)))") }
+        guard lseek(fd, 0, SEEK_SET) == 0 else { throw ConfineError("rewind the exported seccomp filter: \(String(cString: strerror(errno)))") }
+        return try file.readAll(limit: 1 << 20)
     }
 
     /// "2.5.4"

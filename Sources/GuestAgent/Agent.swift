@@ -1,4 +1,7 @@
 import CAgentShims
+import Confine
+import FoundationEssentials
+import OCIRuntime
 import GuestProtocol
 import LinuxOS
 #if canImport(Glibc)
@@ -64,6 +67,9 @@ public final class Agent {
     /// CLONE_NEW* namespaces the init process gets, and their /proc/PID/ns names (joined by execs).
     var namespaceFlags: Int32 = 0
     var namespaceFiles: [(flag: Int32, file: String)] = []
+    /// The container's seccomp profile (every process of it gets the filter) and its init's confinement.
+    var seccompProfile: Spec.Seccomp?
+    var initConfinement: ProcessConfinement?
     /// Most stdin bytes buffered for all processes before the agent stops reading the stdio port.
     let stdinBufferLimit = 1 << 20
     /// After an exec'd process exits, how long its output may stay open (held by children it left behind).
@@ -239,12 +245,18 @@ public final class Agent {
             }
             guard !initStarted else { fail(0, "the container was already started"); return true }
             initStarted = true
-            spawn(id: 0, process)
+            spawn(id: 0, process, confinement: initConfinement)
         case let .exec(id, bytes):
             guard spec != nil else { fail(id, "exec before create"); return true }
             guard processes[id] == nil, id != 0 else { fail(id, "process \(id) already exists"); return true }
             guard initStarted, let initProcess = processes[0], initProcess.status == nil else { fail(id, "exec needs a running container"); return true }
-            do { spawn(id: id, try GuestProcess.decode(bytes)) } catch { fail(id, "cannot decode the exec process JSON: \(error)") }
+            let process: GuestProcess
+            let confinement: ProcessConfinement
+            do {
+                process = try GuestProcess.decode(bytes)
+                confinement = try JSONDecoder().decode(ConfinementParts.ProcessPart.self, from: Data(bytes)).confinement(seccomp: seccompProfile)
+            } catch { fail(id, "cannot use the exec process JSON: \(error)"); return true }
+            spawn(id: id, process, confinement: confinement)
         case let .stdin(id, data):
             guard let p = processes[id], p.stdin != nil else { return true }  // late data after exit: drop
             p.stdinPending += data
@@ -282,6 +294,16 @@ public final class Agent {
             return
         }
         if let process = parsed.process, let problem = process.validate() { fail(0, problem); return }
+        // Capabilities and seccomp through the namespace tier's code (Confine), built before anything runs so a
+        // bad profile fails create.
+        do {
+            let parts = try JSONDecoder().decode(ConfinementParts.self, from: Data(specBytes))
+            seccompProfile = parts.linux?.seccomp
+            if let process = parts.process { initConfinement = try process.confinement(seccomp: seccompProfile) }
+        } catch {
+            fail(Message.noProcess, "the container's spec: \(error)")
+            return
+        }
         do {
             let skipped = try Boot.applyMounts(parsed.mounts ?? GuestMount.defaults, root: rootPath)
             if !skipped.isEmpty { AgentLog.info("mounts not applied in the guest: \(skipped.joined(separator: ", "))") }
@@ -304,8 +326,8 @@ public final class Agent {
     }
 
     /// The spec's `linux` section inside the guest (defence in depth behind the VM boundary): the container's
-    /// namespaces and a cgroup v2 with its memory, pids and cpu limits. Capabilities and seccomp are not
-    /// applied in the guest yet (see the log line).
+    /// namespaces and a cgroup v2 with its memory, pids and cpu limits. (Capabilities and seccomp are applied
+    /// per process by ``spawn``, with the namespace tier's `Confine` code.)
     func applyLinux(_ linux: GuestSpec.LinuxSection?) throws {
         var skipped: [String] = []
         for ns in linux?.namespaces ?? [] {
@@ -316,7 +338,6 @@ public final class Agent {
             namespaceFiles.append(kind)
         }
         if !skipped.isEmpty { AgentLog.info("namespaces not created in the guest: \(skipped.joined(separator: ", "))") }
-        if linux?.seccomp != nil { AgentLog.info("spec.linux.seccomp is not applied inside the guest yet (the VM boundary holds)") }
         // One cgroup for the container's processes, with the spec's limits.
         let root = "/sys/fs/cgroup"
         guard access(root + "/cgroup.subtree_control", F_OK) == 0 else {
@@ -344,8 +365,11 @@ public final class Agent {
         try fd.writeAll(Array(text.utf8), path: path)
     }
 
-    func spawn(id: UInt32, _ process: GuestProcess) {
+    func spawn(id: UInt32, _ process: GuestProcess, confinement: ProcessConfinement?) {
         if let problem = process.validate() { fail(id, problem); return }
+        let bpf: [UInt8]
+        do { bpf = try confinement?.seccomp?.exportBPF() ?? [] } catch { fail(id, "\(error)"); return }
+        let caps = confinement?.capabilities
         let terminal = process.terminal ?? false
         var parentIn: Int32 = -1, childIn: Int32 = -1, parentOut: Int32 = -1, childOut: Int32 = -1, parentErr: Int32 = -1, childErr: Int32 = -1
         var p = [Int32](repeating: -1, count: 2)
@@ -397,6 +421,7 @@ public final class Agent {
                                       joinRaw.withUnsafeBufferPointer { jf in
                                        joinTypes.withUnsafeBufferPointer { jt in
                                         procMount.withCString { pm in
+                                        bpf.withUnsafeBytes { filter in
                                         var request = bh_agent_spawn_request(
                                             root: root, cwd: cwd, argv: argv, envp: envp,
                                             uid: uid_t(process.user?.uid ?? 0), gid: gid_t(process.user?.gid ?? 0),
@@ -407,8 +432,16 @@ public final class Agent {
                                             terminal: terminal ? 1 : 0, no_new_privileges: (process.noNewPrivileges ?? false) ? 1 : 0,
                                             clone_flags: cloneFlags, join_fds: jf.baseAddress, join_types: jt.baseAddress,
                                             njoin: Int32(jf.count), cgroup_procs_fd: cgroupProcs?.raw ?? -1,
-                                            proc_mount: access(procMount, F_OK) == 0 ? pm : nil)
+                                            proc_mount: access(procMount, F_OK) == 0 ? pm : nil,
+                                            apply_capabilities: caps == nil ? 0 : 1,
+                                            last_capability: Int32(CapabilityPlan.kernelLastCapability),
+                                            cap_bounding: caps?.bounding.bits ?? 0, cap_effective: caps?.effective.bits ?? 0,
+                                            cap_permitted: caps?.permitted.bits ?? 0, cap_inheritable: caps?.inheritable.bits ?? 0,
+                                            cap_ambient: caps?.ambient.bits ?? 0,
+                                            seccomp_bpf: bpf.isEmpty ? nil : filter.baseAddress, seccomp_bpf_count: Int32(bpf.count / 8),
+                                            seccomp_early: confinement?.loadsSeccompEarly == true ? 1 : 0)
                                         return bh_agent_spawn(&request, &stage)
+                                        }
                                         }
                                        }
                                       }
@@ -533,4 +566,24 @@ func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafePointer<C
     var array: [UnsafePointer<CChar>?] = copies.map { UnsafePointer($0) }
     array.append(nil)
     return array.withUnsafeBufferPointer { body($0.baseAddress!) }
+}
+
+/// The parts of a spec (or exec process) that `Confine` applies, decoded leniently: the rest of the document is
+/// the agent's own business (`GuestSpec`), so a spec the agent runs is not refused here for a field it ignores.
+struct ConfinementParts: Decodable {
+    var process: ProcessPart?
+    var linux: LinuxPart?
+
+    struct ProcessPart: Decodable {
+        var capabilities: Spec.Capabilities?
+        var noNewPrivileges: Bool?
+
+        func confinement(seccomp: Spec.Seccomp?) throws -> ProcessConfinement {
+            var process = Spec.Process()
+            process.capabilities = capabilities
+            process.noNewPrivileges = noNewPrivileges
+            return try ProcessConfinement(process: process, seccomp: seccomp)
+        }
+    }
+    struct LinuxPart: Decodable { var seccomp: Spec.Seccomp? }
 }

@@ -1,12 +1,9 @@
 import FoundationEssentials
 
-/// The parts of an OCI runtime spec (config.json) the guest agent applies today.
-///
-/// SEAM: once the namespace tier's `OCIRuntime` types and `NamespaceBackend` set-up code land, the
-/// agent decodes the full spec with them and applies namespaces, cgroup v2 limits, capabilities and
-/// seccomp inside the guest through the same code (defence in depth). Until then it applies what is
-/// below: root, mounts of kernel filesystems, hostname, and per process args/env/cwd/user/rlimits/
-/// terminal/noNewPrivileges — and says in its log which spec sections it did not apply.
+/// The parts of an OCI runtime spec (config.json) the guest agent applies with its own code: root, mounts of
+/// kernel filesystems, hostname, the `linux` namespaces and cgroup limits, and per process args/env/cwd/user/
+/// rlimits/terminal/noNewPrivileges. Capabilities and seccomp are applied with the namespace tier's `Confine`
+/// code from the same bytes decoded as `OCIRuntime.Spec` (see `Agent.create`). The agent logs what it skipped.
 public struct GuestSpec: Decodable, Sendable, Equatable {
     public var ociVersion: String?
     public var process: GuestProcess?

@@ -170,7 +170,8 @@ final class TestConsole: @unchecked Sendable {
 }
 
 /// The spec's `linux` section applied inside the guest, behind the VM boundary: namespaces, a cgroup with the
-/// memory and pids limits (a memory hog is killed at the limit, the container goes on), hostname, rlimits.
+/// memory and pids limits (a memory hog is killed at the limit, the container goes on), capabilities, seccomp,
+/// hostname, rlimits.
 @Suite(.serialized) struct MicroVMTierLinuxSectionTests {
     @Test(.enabled(if: Tier.ready, "\(Tier.missing ?? "")"), .timeLimit(.minutes(10)))
     func namespacesCgroupLimitsAndAMemoryHogInsideTheGuest() throws {
@@ -182,6 +183,8 @@ final class TestConsole: @unchecked Sendable {
             "echo host=$(hostname)",
             "echo nofile=$(ulimit -n)",
             "echo memtotal=$(grep MemTotal /proc/meminfo | tr -s ' ' | cut -d' ' -f2)",
+            "grep -E 'CapBnd|CapEff' /proc/1/status",
+            "mkdir /tmp/x 2>/dev/null && echo mkdir-allowed || echo mkdir-denied",
             "echo procs=$(ls /proc | grep -c '^[0-9]')",
             // Doubling a shell variable: unbounded growth until the cgroup's OOM killer ends the subshell.
             "(a=x; while true; do a=\"$a$a\"; done)",
@@ -189,16 +192,18 @@ final class TestConsole: @unchecked Sendable {
             "echo $(grep oom_kill /sys/fs/cgroup/container/memory.events)",
         ].joined(separator: "; ")
         let s = try Tier.Scratch("limits", args: ["sh", "-c", script], annotation: true)
-        for tool in ["hostname", "ls", "grep", "tr", "cut"] {
+        for tool in ["hostname", "ls", "grep", "tr", "cut", "mkdir"] {
             try? FileManager.default.createSymbolicLink(atPath: s.bundle + "/rootfs/bin/" + tool, withDestinationPath: "busybox")
         }
         let spec = #"""
             {"ociVersion":"1.0.2","hostname":"limited","root":{"path":"rootfs"},
              "process":{"user":{"uid":0,"gid":0},"args":["sh","-c",\#(String(decoding: try JSONEncoder().encode(script), as: UTF8.self))],
-                        "env":["PATH=/bin"],"cwd":"/","rlimits":[{"type":"RLIMIT_NOFILE","hard":333,"soft":333}]},
+                        "env":["PATH=/bin"],"cwd":"/","rlimits":[{"type":"RLIMIT_NOFILE","hard":333,"soft":333}],
+                        "capabilities":{"bounding":["CAP_CHOWN","CAP_KILL"],"effective":["CAP_CHOWN","CAP_KILL"],"permitted":["CAP_CHOWN","CAP_KILL"]}},
              "annotations":{"bulkhead.isolation":"microvm"},
              "linux":{"namespaces":[{"type":"pid"},{"type":"mount"},{"type":"uts"},{"type":"ipc"},{"type":"network"}],
-                      "resources":{"memory":{"limit":67108864},"pids":{"limit":64}}}}
+                      "resources":{"memory":{"limit":67108864},"pids":{"limit":64}},
+                      "seccomp":{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO","errnoRet":1}]}}}
             """#
         try spec.write(toFile: s.bundle + "/config.json", atomically: true, encoding: .utf8)
         let r = try Tier.run(s.globals + ["run", "-b", s.bundle, "limits"])
@@ -216,6 +221,11 @@ final class TestConsole: @unchecked Sendable {
         // kernel threads and agent, which are dozens.
         let procs = out.split(separator: "\n").first { $0.hasPrefix("procs=") }.flatMap { Int($0.dropFirst(6)) } ?? 0
         #expect((1...6).contains(procs), "processes visible in the container: \(procs)")
+        // Capabilities and seccomp from the spec, through the namespace tier's Confine code: CAP_CHOWN (0) and
+        // CAP_KILL (5) only, and mkdir refused by the filter.
+        #expect(out.contains("CapBnd:\t0000000000000021"), "\(out)")
+        #expect(out.contains("CapEff:\t0000000000000021"), "\(out)")
+        #expect(out.contains("mkdir-denied\n"), "\(out)")
         #expect(out.contains("hog-status=137\n"), "the hog must be killed by SIGKILL at the limit: \(out)")
         #expect(out.contains("oom_kill 1") || out.contains("oom_kill 2"), "\(out)")
         // The VM itself got the limit plus 64 MiB for the guest kernel and agent (128 MiB, less what the kernel keeps).

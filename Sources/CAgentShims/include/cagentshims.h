@@ -9,8 +9,10 @@
 /// What the child does between clone and exec, in this order: reset signals; join the cgroup; join
 /// namespaces (setns); in a new mount namespace make mounts private and, in a new pid namespace too,
 /// mount a fresh proc; new session; stdio to 0/1/2 (and the terminal as controlling tty); chroot + chdir;
-/// rlimits; groups, gid, uid; no_new_privs; exec (args[0] looked up in the PATH of `envp` when it has
-/// no slash). New namespaces (`clone_flags`) are created by clone(2) itself.
+/// rlimits; [seccomp when early]; bounding set, keep-caps; groups, gid, uid; effective/permitted/
+/// inheritable and ambient capabilities; no_new_privs; [seccomp]; exec (args[0] looked up in the PATH of
+/// `envp` when it has no slash) — the order of the namespace tier's ProcessConfinement. New namespaces
+/// (`clone_flags`) are created by clone(2) itself.
 struct bh_agent_spawn_request {
     const char *root;                /* chroot into this directory (NULL: stay) */
     const char *cwd;                 /* working directory inside the root */
@@ -33,6 +35,12 @@ struct bh_agent_spawn_request {
     int njoin;                       /* parent around the clone (it applies to children only)             */
     int cgroup_procs_fd;             /* an open cgroup.procs the child moves itself into (-1: none) */
     const char *proc_mount;          /* with CLONE_NEWPID|CLONE_NEWNS: mount a fresh proc here (NULL: none) */
+    int apply_capabilities;          /* set the capability sets below (bit N = capability N) */
+    int last_capability;             /* the kernel's highest capability number */
+    uint64_t cap_bounding, cap_effective, cap_permitted, cap_inheritable, cap_ambient;
+    const void *seccomp_bpf;         /* a struct sock_filter array (NULL: no filter) */
+    int seccomp_bpf_count;           /* instructions in it */
+    int seccomp_early;               /* load it before the capabilities are dropped (else last before exec) */
 };
 
 /// Forks and runs the request in the child. Returns the child's pid, or -1 with `*failed_stage` naming

@@ -102,4 +102,7 @@ int bh_prlimit(int resource, uint64_t soft, uint64_t hard);
 /// Resets every signal's disposition to default and unblocks all (for a process about to exec a workload).
 void bh_reset_signals(void);
 
+/// memfd_create(name, MFD_CLOEXEC): an anonymous in-memory file.
+int bh_memfd(const char *name);
+
 #endif
