@@ -44,7 +44,9 @@ let package = Package(
             "CShims", "LinuxOS", "OCIRuntime", "Cgroups", "Runtime", "Confine",
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .testTarget(name: "RuntimeTests", dependencies: ["OCIRuntime", "Cgroups", "Runtime", "NamespaceBackend", "LinuxOS", "CShims"]),
+        .testTarget(name: "RuntimeTests", dependencies: ["OCIRuntime", "Cgroups", "Runtime", "NamespaceBackend", "LinuxOS", "CShims", "TestSupport"]),
+        // What several test targets share: running a tool with stdio to files and a deadline.
+        .target(name: "TestSupport", dependencies: ["LinuxOS"], path: "Tests/Support"),
 
         // The CLI verbs (one file per verb) and the thin executable over them.
         .target(name: "BulkheadCommands", dependencies: [
@@ -93,7 +95,7 @@ let package = Package(
         .systemLibrary(name: "CVirt", pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
         .target(name: "MicroVMBackend", dependencies: ["Runtime", "OCIRuntime", "LinuxOS", "CShims", "GuestImage", "GuestHost", "GuestProtocol"]),
         .executableTarget(name: "bulkhead-vm-monitor", dependencies: ["CVirt", "CShims", "MicroVMBackend", "GuestHost", "GuestProtocol", "LinuxOS"]),
-        .testTarget(name: "MicroVMTierTests", dependencies: ["MicroVMBackend", "LinuxOS", "CShims"]),
+        .testTarget(name: "MicroVMTierTests", dependencies: ["MicroVMBackend", "LinuxOS", "CShims", "TestSupport"]),
 
         // Capabilities and seccomp from the runtime spec (issue 4): spec -> libcap / libseccomp, in a target of its
         // own so that both the namespace tier's init and the microVM guest agent can apply the same confinement.

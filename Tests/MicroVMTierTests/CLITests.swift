@@ -1,5 +1,6 @@
 import Foundation
 import LinuxOS
+import TestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -87,34 +88,20 @@ enum Tier {
         var text: String { String(decoding: stdout, as: UTF8.self) }
     }
 
-    static var environment: [String] {
+    /// This process's environment plus the agent and kernel the tests use.
+    static var variables: [String: String] {
         var env = ProcessInfo.processInfo.environment
         env["BULKHEAD_AGENT"] = agent
         env["BULKHEAD_KERNEL_DIR"] = kernelDirectory
-        return env.map { "\($0.key)=\($0.value)" }
+        return env
     }
+
+    static var environment: [String] { variables.map { "\($0.key)=\($0.value)" } }
 
     /// Runs the CLI with stdin from a file, stdout and stderr to files.
     static func run(_ arguments: [String], stdinFile: String = "/dev/null", timeout: TimeInterval = 600) throws -> Result {
-        let base = "/tmp/bhvm-io-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
-        defer { unlink(base + ".out"); unlink(base + ".err") }
-        let input = try LinuxOS.FileDescriptor.open(stdinFile, O_RDONLY)
-        let out = try LinuxOS.FileDescriptor.open(base + ".out", O_WRONLY | O_CREAT | O_TRUNC)
-        let err = try LinuxOS.FileDescriptor.open(base + ".err", O_WRONLY | O_CREAT | O_TRUNC)
-        let pid = try ChildProcess.spawn(bulkhead, arguments: [bulkhead] + arguments, environment: environment,
-                                         fds: [(input.raw, 0), (out.raw, 1), (err.raw, 2)])
-        var status: Int32 = 0
-        let deadline = Date().addingTimeInterval(timeout)
-        while true {
-            let r = waitpid(pid, &status, WNOHANG)
-            if r == pid { break }
-            if r < 0 { status = 255 << 8; break }
-            if Date() > deadline { kill(pid, SIGKILL); _ = waitpid(pid, &status, 0); break }
-            usleep(5000)
-        }
-        return Result(code: ChildProcess.exitCode(fromWaitStatus: status),
-                      stdout: (try? Data(contentsOf: URL(fileURLWithPath: base + ".out"))) ?? Data(),
-                      stderr: (try? String(contentsOfFile: base + ".err", encoding: .utf8)) ?? "")
+        let r = try ToolRunner.run([bulkhead] + arguments, environment: variables, stdinFile: stdinFile, timeout: timeout)
+        return Result(code: r.code, stdout: r.stdout, stderr: r.stderr)
     }
 
     static func state(_ s: Scratch, _ id: String) throws -> [String: Any] {

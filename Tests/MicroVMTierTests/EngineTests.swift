@@ -1,5 +1,6 @@
 import Foundation
 import LinuxOS
+import TestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -32,26 +33,8 @@ enum VMEngines {
 
     /// Runs a tool with stdin from /dev/null; stdout and stderr captured.
     static func run(_ arguments: [String], environment: [String: String]? = nil, timeout: TimeInterval = 300) throws -> (code: Int32, stdout: String, stderr: String) {
-        let base = "/tmp/bhvm-engine-io-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
-        defer { unlink(base + ".out"); unlink(base + ".err") }
-        let input = try LinuxOS.FileDescriptor.open("/dev/null", O_RDONLY)
-        let out = try LinuxOS.FileDescriptor.open(base + ".out", O_WRONLY | O_CREAT | O_TRUNC)
-        let err = try LinuxOS.FileDescriptor.open(base + ".err", O_WRONLY | O_CREAT | O_TRUNC)
-        let env = (environment ?? ProcessInfo.processInfo.environment).map { "\($0.key)=\($0.value)" }
-        let pid = try ChildProcess.spawn(arguments[0], arguments: arguments, environment: env,
-                                         fds: [(input.raw, 0), (out.raw, 1), (err.raw, 2)])
-        var status: Int32 = 0
-        let deadline = Date().addingTimeInterval(timeout)
-        while true {
-            let r = waitpid(pid, &status, WNOHANG)
-            if r == pid { break }
-            if r < 0 { status = 255 << 8; break }
-            if Date() > deadline { kill(pid, SIGKILL); _ = waitpid(pid, &status, 0); break }
-            usleep(10_000)
-        }
-        return (ChildProcess.exitCode(fromWaitStatus: status),
-                (try? String(contentsOfFile: base + ".out", encoding: .utf8)) ?? "",
-                (try? String(contentsOfFile: base + ".err", encoding: .utf8)) ?? "")
+        let r = try ToolRunner.run(arguments, environment: environment, timeout: timeout)
+        return (r.code, r.text, r.stderr)
     }
 
     /// A busybox rootfs with the applets the tests use.

@@ -1,5 +1,6 @@
 import Foundation
 import LinuxOS
+import TestSupport
 import OCIRuntime
 #if canImport(Glibc)
 import Glibc
@@ -48,27 +49,8 @@ enum TestEnv {
     @discardableResult
     static func run(_ arguments: [String], stdin: String? = nil, environment: [String: String]? = nil,
                     timeout: TimeInterval = 60) throws -> Result {
-        let base = "/tmp/bulkhead-test-io-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
-        defer { unlink(base + ".out"); unlink(base + ".err"); unlink(base + ".in") }
-        try (stdin ?? "").write(toFile: base + ".in", atomically: false, encoding: .utf8)
-        let input = try LinuxOS.FileDescriptor.open(base + ".in", O_RDONLY)
-        let out = try LinuxOS.FileDescriptor.open(base + ".out", O_WRONLY | O_CREAT | O_TRUNC)
-        let err = try LinuxOS.FileDescriptor.open(base + ".err", O_WRONLY | O_CREAT | O_TRUNC)
-        let env = (environment ?? ProcessInfo.processInfo.environment).map { "\($0.key)=\($0.value)" }
-        let pid = try ChildProcess.spawn(arguments[0], arguments: arguments, environment: env,
-                                         fds: [(input.raw, 0), (out.raw, 1), (err.raw, 2)])
-        var status: Int32 = 0
-        let deadline = Date().addingTimeInterval(timeout)
-        while true {
-            let r = waitpid(pid, &status, WNOHANG)
-            if r == pid { break }
-            if r < 0 { status = 255 << 8; break }
-            if Date() > deadline { kill(pid, SIGKILL); _ = waitpid(pid, &status, 0); break }
-            usleep(2000)
-        }
-        let o = (try? String(contentsOfFile: base + ".out", encoding: .utf8)) ?? ""
-        let e = (try? String(contentsOfFile: base + ".err", encoding: .utf8)) ?? ""
-        return Result(code: ChildProcess.exitCode(fromWaitStatus: status), stdout: o, stderr: e)
+        let r = try ToolRunner.run(arguments, stdin: stdin ?? "", environment: environment, timeout: timeout)
+        return Result(code: r.code, stdout: r.text, stderr: r.stderr)
     }
 
     /// A scratch directory removed by the caller's `defer`.
