@@ -156,6 +156,7 @@ enum PolicyAdmission {
         if let v = m.memory { out["vm.memoryMiB"] = String(v >> 20) }
         if let v = m.hypervisor { out["vm.hypervisor"] = v.rawValue }
         if let v = m.kernel { out["vm.kernel"] = v }
+        if let v = m.hypervisorURI { out["vm.hypervisorURI"] = v }
         out["vm.rule"] = decision.rule
         return out
     }

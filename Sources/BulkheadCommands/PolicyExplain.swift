@@ -145,7 +145,7 @@ struct PolicyExplain: ParsableCommand, GlobalOptionsCarrier {
             }
             if let m = s.microvm {
                 out += "settings:  microvm vcpus=\(m.vcpus ?? 1) memory=\(bytes(m.memory)) hypervisor=\(m.hypervisor?.rawValue ?? "auto")"
-                    + " kernel=\(m.kernel ?? "default")\n"
+                    + " kernel=\(m.kernel ?? "default") hypervisor_uri=\(m.hypervisorURI ?? "(embedded)")\n"
             }
             let res = s.resources
             out += "ceilings:  memory=\(bytes(res.memory)) cpus=\(res.milliCPUs.map { String(Double($0) / 1000) } ?? "(none)")"

@@ -16,12 +16,16 @@ enum RuntimeSupport {
     static func store(_ globals: GlobalOptions) -> StateStore { StateStore(root: globals.root) }
 
     /// The backend a container was created with.
-    static func backend(named name: String, globals: GlobalOptions, hypervisorURI: String? = nil) throws -> any Backend {
+    /// For the microVM tier, the libvirt connection is `--hypervisor-uri`, else `BULKHEAD_HYPERVISOR_URI`, else the
+    /// policy's `hypervisor_uri` (`policyURI`), else libvirt's embedded driver.
+    static func backend(named name: String, globals: GlobalOptions, hypervisorURI: String? = nil,
+                        policyURI: String? = nil) throws -> any Backend {
         switch name {
         case "namespace": return NamespaceBackend()
         case "microvm":
-            let uri = hypervisorURI ?? getenv("BULKHEAD_HYPERVISOR_URI").map { String(cString: $0) }
-            return MicroVMBackend(dataRoot: globals.dataRoot, hypervisorURI: uri?.isEmpty == false ? uri : nil)
+            let uri = [hypervisorURI, getenv("BULKHEAD_HYPERVISOR_URI").map { String(cString: $0) }, policyURI]
+                .compactMap { $0 }.first { !$0.isEmpty }
+            return MicroVMBackend(dataRoot: globals.dataRoot, hypervisorURI: uri)
         default: throw RuntimeError("container was created by backend \"\(name)\", which this build does not have")
         }
     }
@@ -84,7 +88,8 @@ enum RuntimeSupport {
                                      created: Timestamp.now(), annotations: annotations)
         let vm = PolicyAdmission.microVMSettings(decision)
         record.extra = vm.isEmpty ? extra : (extra ?? [:]).merging(vm) { $1 }
-        let backend = try backend(named: record.backend, globals: globals, hypervisorURI: hypervisorURI)
+        let backend = try backend(named: record.backend, globals: globals, hypervisorURI: hypervisorURI,
+                                  policyURI: vm["vm.hypervisorURI"])
         do {
             try directory.save(record)
             let request = CreateRequest(id: id, bundle: bundle, spec: spec, pidFile: pidFile.map(absolute),

@@ -306,7 +306,7 @@ struct PolicyLoader {
     }
 
     mutating func microvmSettings(_ node: YAMLNode, _ what: String) -> MicroVMSettings? {
-        guard let entries = fields(node, what, allowed: ["vcpus", "memory", "hypervisor", "kernel"]) else { return nil }
+        guard let entries = fields(node, what, allowed: ["vcpus", "memory", "hypervisor", "kernel", "hypervisor_uri"]) else { return nil }
         var s = MicroVMSettings()
         for (key, _, value) in entries {
             switch key {
@@ -320,6 +320,11 @@ struct PolicyLoader {
                 if let v = string(value, "\(what).kernel") {
                     if v == "default" || v.hasPrefix("/") { s.kernel = v }
                     else { error(value.location, "\(what).kernel must be default or an absolute path, found '\(v.prefix(40))'") }
+                }
+            case "hypervisor_uri":
+                if let v = string(value, "\(what).hypervisor_uri") {
+                    if v.contains("://"), !v.contains(where: { $0 == " " || $0 == "\n" }) { s.hypervisorURI = v }
+                    else { error(value.location, "\(what).hypervisor_uri must be a libvirt connection URI such as qemu:///system, found '\(v.prefix(40))'") }
                 }
             default: break
             }

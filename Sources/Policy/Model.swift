@@ -79,17 +79,22 @@ public struct MicroVMSettings: Sendable, Hashable, Codable {
     public var hypervisor: HypervisorPreference?
     /// `default` (Bulkhead's guest kernel) or an absolute path to a kernel image.
     public var kernel: String?
+    /// The libvirt connection for the libvirt driver (e.g. `qemu:///system` on a host that runs libvirtd);
+    /// absent: libvirt's embedded QEMU driver under Bulkhead's data root, no daemon needed.
+    public var hypervisorURI: String?
 
-    public init(vcpus: Int? = nil, memory: UInt64? = nil, hypervisor: HypervisorPreference? = nil, kernel: String? = nil) {
+    public init(vcpus: Int? = nil, memory: UInt64? = nil, hypervisor: HypervisorPreference? = nil, kernel: String? = nil,
+                hypervisorURI: String? = nil) {
         self.vcpus = vcpus
         self.memory = memory
         self.hypervisor = hypervisor
         self.kernel = kernel
+        self.hypervisorURI = hypervisorURI
     }
 
     func overlaid(by o: MicroVMSettings) -> MicroVMSettings {
         MicroVMSettings(vcpus: o.vcpus ?? vcpus, memory: o.memory ?? memory, hypervisor: o.hypervisor ?? hypervisor,
-                        kernel: o.kernel ?? kernel)
+                        kernel: o.kernel ?? kernel, hypervisorURI: o.hypervisorURI ?? hypervisorURI)
     }
 
     public static let builtIn = MicroVMSettings(vcpus: 1, memory: 256 << 20, hypervisor: .auto, kernel: "default")

@@ -41,6 +41,19 @@ import Glibc
         #expect(lines.dropFirst().first == "2", "guest nproc: \(r.text)")
     }
 
+    /// The policy's `hypervisor_uri` is the libvirt connection the backend opens (none runs at this address here,
+    /// so the error names it); `--hypervisor-uri` overrides it.
+    @Test(.enabled(if: Tier.ready, "\(Tier.missing ?? "")"), .timeLimit(.minutes(5)))
+    func thePolicysHypervisorURIIsUsed() throws {
+        let s = try Tier.Scratch("uri", args: ["true"])
+        let policy = try Self.writePolicy(s, "      hypervisor_uri: \"qemu+unix:///system?socket=\(s.dir)/no-libvirtd.sock\"")
+        let r = try Tier.run(s.globals + ["run", "--policy", policy, "--audit-log", s.dir + "/audit.jsonl",
+                                          "--tenant", "acme", "-b", s.bundle, "uri"])
+        #expect(r.code != 0)
+        #expect(r.stderr.contains("\(s.dir)/no-libvirtd.sock"), "stderr: \(r.stderr)")
+        #expect(try Tier.run(s.globals + ["list", "-q"]).text.isEmpty, "the failed container is left behind")
+    }
+
     @Test(.enabled(if: Tier.ready, "\(Tier.missing ?? "")"), .timeLimit(.minutes(5)))
     func anUnavailableHypervisorIsAnErrorNamingTheRule() throws {
         let s = try Tier.Scratch("hv", args: ["true"])

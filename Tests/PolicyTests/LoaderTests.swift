@@ -193,12 +193,19 @@ import Foundation
         #expect(e.contains { $0.hasPrefix("p.yaml:11:11: error: rule name 'bad name!' may use only") })
     }
 
+    @Test func aHypervisorURIMustBeAURI() throws {
+        let e = #expect(throws: PolicyLoadError.self) {
+            try Policy.parse("version: 1\nrules:\n  - name: default\n    decide: microvm\n    microvm: {hypervisor_uri: system}\n", source: "p.yaml")
+        }
+        #expect(e?.description.contains("p.yaml:5:31: error: microvm.hypervisor_uri must be a libvirt connection URI") == true, "\(e?.description ?? "")")
+    }
+
     @Test func settingsAreReadAndMerged() throws {
         let p = try Policy.parse("""
             version: 1
             defaults:
               namespace: {user_namespace: true, capability_ceiling: []}
-              microvm: {vcpus: 2, memory: 1Gi, hypervisor: libvirt}
+              microvm: {vcpus: 2, memory: 1Gi, hypervisor: libvirt, hypervisor_uri: "qemu:///system"}
               resources: {memory: 4Gi, cpus: 1.5, pids: 100}
             rules:
               - name: default
@@ -209,7 +216,8 @@ import Foundation
                 resources: {pids: 50}
             """, source: "p.yaml")
         let vm = p.decide(DeploymentRequest())
-        #expect(vm.settings?.microvm == MicroVMSettings(vcpus: 2, memory: 512 << 20, hypervisor: .libvirt, kernel: "/boot/vmlinux"))
+        #expect(vm.settings?.microvm == MicroVMSettings(vcpus: 2, memory: 512 << 20, hypervisor: .libvirt, kernel: "/boot/vmlinux",
+                                                        hypervisorURI: "qemu:///system"))
         #expect(vm.settings?.resources == ResourceCeilings(memory: 4 << 30, milliCPUs: 1500, pids: 50))
         let ns = p.decide(DeploymentRequest(requestedIsolation: .namespace))
         #expect(ns.granted == .namespace)
