@@ -134,26 +134,9 @@ enum VMEngines {
         _ = try VMEngines.run([umoci, "config", "--image", oci + ":latest", "--config.cmd", "sh"])
         _ = try VMEngines.run(["/bin/tar", "-C", oci, "-cf", dir + "/image.tar", "."])
         let runtime = try VMEngines.runtimeWrapper(in: dir)
-        let config = """
-            version = 2
-            root = "\(dir)/root"
-            state = "\(dir)/state"
-            disabled_plugins = ["io.containerd.grpc.v1.cri"]
-            [grpc]
-              address = "\(dir)/containerd.sock"
-            [ttrpc]
-              address = "\(dir)/containerd.sock.ttrpc"
-            """
-        try config.write(toFile: dir + "/config.toml", atomically: true, encoding: .utf8)
-        let daemon = Foundation.Process()
-        daemon.executableURL = URL(fileURLWithPath: VMEngines.containerd!)
-        daemon.arguments = ["--config", dir + "/config.toml", "--log-level", "warn"]
-        daemon.standardOutput = FileHandle.nullDevice
-        daemon.standardError = FileHandle(forWritingAtPath: "/dev/null")
-        try daemon.run()
-        defer { daemon.terminate(); daemon.waitUntilExit() }
-        for _ in 0..<200 where !FileManager.default.fileExists(atPath: dir + "/containerd.sock") { usleep(20_000) }
-        let ctrBase = [VMEngines.ctr!, "--address", dir + "/containerd.sock", "--namespace", "bulkhead-vm-test"]
+        let containerd = try PrivateContainerd(binary: VMEngines.containerd!, directory: dir)
+        defer { containerd.stop() }
+        let ctrBase = [VMEngines.ctr!, "--address", containerd.socket, "--namespace", "bulkhead-vm-test"]
         func ctr(_ args: [String]) throws -> (code: Int32, stdout: String, stderr: String) { try VMEngines.run(ctrBase + args) }
         #expect(try ctr(["images", "import", "--base-name", "bulkhead.test/busybox", dir + "/image.tar"]).code == 0)
         let image = "bulkhead.test/busybox:latest"

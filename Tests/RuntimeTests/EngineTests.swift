@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import LinuxOS
+import TestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -109,27 +110,10 @@ struct ContainerdTests {
         try TestEnv.run([Engines.umoci!, "config", "--image", oci + ":latest", "--config.cmd", "sh"])
         try TestEnv.run(["/bin/tar", "-C", oci, "-cf", dir + "/image.tar", "."])
 
-        let config = """
-            version = 2
-            root = "\(dir)/root"
-            state = "\(dir)/state"
-            disabled_plugins = ["io.containerd.grpc.v1.cri"]
-            [grpc]
-              address = "\(dir)/containerd.sock"
-            [ttrpc]
-              address = "\(dir)/containerd.sock.ttrpc"
-            """
-        try config.write(toFile: dir + "/config.toml", atomically: true, encoding: .utf8)
-        let daemon = Foundation.Process()
-        daemon.executableURL = URL(fileURLWithPath: Engines.containerd!)
-        daemon.arguments = ["--config", dir + "/config.toml", "--log-level", "warn"]
-        daemon.standardOutput = FileHandle.nullDevice
-        daemon.standardError = FileHandle(forWritingAtPath: "/dev/null")
-        try daemon.run()
-        defer { daemon.terminate(); daemon.waitUntilExit() }
-        for _ in 0..<200 where !FileManager.default.fileExists(atPath: dir + "/containerd.sock") { usleep(20_000) }
+        let containerd = try PrivateContainerd(binary: Engines.containerd!, directory: dir)
+        defer { containerd.stop() }
 
-        let ctrBase = [Engines.ctr!, "--address", dir + "/containerd.sock", "--namespace", "bulkhead-test"]
+        let ctrBase = [Engines.ctr!, "--address", containerd.socket, "--namespace", "bulkhead-test"]
         func ctr(_ args: [String]) throws -> TestEnv.Result { try TestEnv.run(ctrBase + args, timeout: 120) }
         let imported = try ctr(["images", "import", "--base-name", "bulkhead.test/busybox", dir + "/image.tar"])
         #expect(imported.code == 0, "\(imported.stderr)")
