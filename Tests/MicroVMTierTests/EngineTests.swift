@@ -75,20 +75,7 @@ enum VMEngines {
         try VMEngines.rootfs(at: dir + "/rootfs")
         _ = try VMEngines.run(["/bin/tar", "-C", dir + "/rootfs", "-cf", dir + "/rootfs.tar", "."])
         let runtime = try VMEngines.runtimeWrapper(in: dir)
-        let conf = """
-            [containers]
-            default_ulimits = []
-            [engine]
-            runtime = "bulkhead"
-            runtime_supports_json = ["bulkhead"]
-            cgroup_manager = "cgroupfs"
-            events_logger = "file"
-            [engine.runtimes]
-            bulkhead = ["\(runtime)"]
-            """
-        try conf.write(toFile: dir + "/containers.conf", atomically: true, encoding: .utf8)
-        var env = ProcessInfo.processInfo.environment
-        env["CONTAINERS_CONF"] = dir + "/containers.conf"
+        let env = try PodmanSetup.environment(directory: dir, runtime: runtime)
         let base = [VMEngines.podman!, "--root", dir + "/storage", "--runroot", dir + "/run", "--storage-driver", "vfs", "--tmpdir", dir + "/tmp"]
         func podman(_ args: [String]) throws -> (code: Int32, stdout: String, stderr: String) {
             try VMEngines.run(base + args, environment: env)

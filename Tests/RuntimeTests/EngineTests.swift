@@ -42,20 +42,7 @@ struct PodmanTests {
         defer { TestEnv.remove(dir) }
         try Engines.rootfs(at: dir + "/rootfs")
         try TestEnv.run(["/bin/tar", "-C", dir + "/rootfs", "-cf", dir + "/rootfs.tar", "."])
-        let conf = """
-            [containers]
-            default_ulimits = []
-            [engine]
-            runtime = "bulkhead"
-            runtime_supports_json = ["bulkhead"]
-            cgroup_manager = "cgroupfs"
-            events_logger = "file"
-            [engine.runtimes]
-            bulkhead = ["\(TestEnv.bulkhead)"]
-            """
-        try conf.write(toFile: dir + "/containers.conf", atomically: true, encoding: .utf8)
-        var env = ProcessInfo.processInfo.environment
-        env["CONTAINERS_CONF"] = dir + "/containers.conf"
+        let env = try PodmanSetup.environment(directory: dir, runtime: TestEnv.bulkhead)
         let base = [Engines.podman!, "--root", dir + "/storage", "--runroot", dir + "/run", "--storage-driver", "vfs",
                     "--tmpdir", dir + "/tmp"]
         func podman(_ args: [String]) throws -> TestEnv.Result {
