@@ -7,8 +7,10 @@ import Runtime
 import Glibc
 #endif
 
-/// The container's init, run by re-executing our own binary (`/proc/self/exe init`), runc's pattern: a fresh
-/// single-threaded, synchronous process in which forking and namespace calls are safe.
+/// The container's init: a single-threaded, synchronous process in which forking and namespace calls are safe.
+/// Either a child forked from a runtime that was single-threaded at the fork (``runForked(_:_:)``: the
+/// configuration is already in memory), or, from a multithreaded one, our own binary re-executed
+/// (`/proc/self/exe init`, runc's pattern; ``main()``), which receives the configuration as JSON.
 ///
 /// Stage 1 joins namespaces given by path, creates the new ones (user namespace first, its id maps written by
 /// the runtime), then forks stage 2 with CLONE_PARENT (so it is the runtime's child, and pid 1 of a new pid
@@ -41,6 +43,16 @@ public enum ContainerInit {
             try? sock.send("error read the configuration: \(error)")
             exit(1)
         }
+        stage1OrReport(config, sock)
+    }
+
+    /// What the runtime sends a forked init once it is in the container's cgroup.
+    static let goMessage = "go"
+
+    /// The init in a child forked from a single-threaded runtime (`bh_fork_init` has placed its fds, emptied
+    /// its environment and reset its signals): it has `config` already, and waits for the runtime's word.
+    static func runForked(_ config: InitConfig, _ sock: SyncSocket) -> Never {
+        guard let word = try? sock.receive(limit: 64), word == Array(goMessage.utf8) else { exit(1) }
         stage1OrReport(config, sock)
     }
 

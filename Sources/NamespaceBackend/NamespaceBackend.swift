@@ -11,19 +11,28 @@ import Glibc
 #endif
 
 /// The namespace tier: a container is a process tree in its own namespaces, cgroup and root filesystem on the
-/// host kernel. The runtime side (this type) spawns the init (`ContainerInit`) by re-executing its own binary
-/// and drives it over a sync socket.
+/// host kernel. The runtime side (this type) starts the init (`ContainerInit`) and drives it over a sync socket:
+/// when the runtime process is single-threaded at that moment (the CLI is), by forking it, and the child runs the
+/// init with the configuration already in memory; otherwise by re-executing its own binary (runc's pattern), which
+/// is safe in a multithreaded process because no Swift code runs between that fork and exec.
 public struct NamespaceBackend: Backend {
     public let name = "namespace"
     /// Applies `linux.resources` (``CgroupResourceApplier`` unless a test gives another).
     public let resources: ResourceApplier
     /// The binary re-executed as the container init.
     public let initBinary: String
+    /// Always re-execute `initBinary` for the init, even from a single-threaded process (set by
+    /// `BULKHEAD_INIT_REEXEC=1` in the runtime's environment; the tests use it to cover that path).
+    public let alwaysReexec: Bool
     let logger = Logger(label: "bulkhead.namespace")
 
-    public init(resources: ResourceApplier? = nil, initBinary: String = "/proc/self/exe") {
+    /// The environment variable that makes ``alwaysReexec`` the default.
+    public static let reexecEnvironmentKey = "BULKHEAD_INIT_REEXEC"
+
+    public init(resources: ResourceApplier? = nil, initBinary: String = "/proc/self/exe", alwaysReexec: Bool? = nil) {
         self.resources = resources ?? CgroupResourceApplier(warn: { Logger(label: "bulkhead.cgroups").warning("\($0)") })
         self.initBinary = initBinary
+        self.alwaysReexec = alwaysReexec ?? (getenv(Self.reexecEnvironmentKey).map { String(cString: $0) == "1" } ?? false)
     }
 
     static let fifoName = "exec.fifo"
@@ -165,16 +174,31 @@ public struct NamespaceBackend: Backend {
         config.idmappedMounts = mountTrees.isEmpty ? nil : mountTrees.enumerated().map { k, t in
             InitConfig.IdmappedMount(index: t.index, fd: syncTarget + 2 + Int32(k))
         }
-        let stage1 = try stepOf("start the container init") {
-            try ChildProcess.spawn(initBinary, arguments: ["bulkhead", "init"],
-                                   environment: ["\(ContainerInit.environmentKey)=\(syncTarget)"], fds: fds)
+        // Fork without exec only when this process is single-threaded right now: then no lock can be held by a
+        // thread that the child would not have, and the child may run Swift code (no new thread can appear
+        // between the count and the fork: only this thread could start one).
+        let forked = !alwaysReexec && bh_thread_count() == 1
+        let stage1: pid_t
+        if forked {
+            let pid = bh_fork_init(fds.map(\.source), fds.map(\.target), Int32(fds.count))
+            if pid == 0 { ContainerInit.runForked(config, SyncSocket(adopting: syncTarget)) }
+            if pid < 0 { throw InitError("start the container init", SystemError(operation: "fork", errno: bh_errno()).description) }
+            stage1 = pid
+            logger.debug("container init: forked (pid \(pid); the runtime is single-threaded)")
+        } else {
+            stage1 = try stepOf("start the container init") {
+                try ChildProcess.spawn(initBinary, arguments: ["bulkhead", "init"],
+                                       environment: ["\(ContainerInit.environmentKey)=\(syncTarget)"], fds: fds)
+            }
+            logger.debug("container init: re-executed \(initBinary) (pid \(stage1))")
         }
         _ = consume theirs
         _ = console.take()
         var reaped = false
         defer { if !reaped { Glibc.kill(stage1, SIGKILL); _ = try? ChildProcess.wait(stage1) } }
         if let cgroup { try stepOf("join cgroup \(cgroup.path)") { try cgroup.join(pid: stage1) } }
-        try ours.send(Array(try JSONEncoder().encode(config)))
+        // The forked init has the configuration already; it waits for this word to know it is in the cgroup.
+        try ours.send(forked ? Array(ContainerInit.goMessage.utf8) : Array(try JSONEncoder().encode(config)))
         var pid: Int32 = 0
         while true {
             guard let message = try ours.receiveText() else {

@@ -1,0 +1,19 @@
+// Forking the container init without re-executing the runtime binary, for a runtime process that is provably
+// single-threaded at that moment (after fork(2) only the calling thread exists, so a single-threaded parent leaves
+// no lock held by a thread that is gone, and the child may go on running Swift code). Prefixed `bh_`.
+#ifndef BULKHEAD_BH_FORK_H
+#define BULKHEAD_BH_FORK_H
+
+#include <sys/types.h>
+
+/// The number of threads of this process (entries of /proc/self/task), or -1 when it cannot be read.
+int bh_thread_count(void);
+
+/// fork(2) for the container init. In the child, before returning 0: fds are placed as posix_spawn's dup2
+/// actions would place them (`sources[i]` becomes `targets[i]`, without close-on-exec; a source may be a target
+/// of another pair), every other fd from 3 up is closed (what close-on-exec does at an exec), the environment
+/// is emptied, every signal is reset to its default action and the signal mask is emptied. On a failure in the
+/// child it _exits with status 127. In the parent: the child's pid, or -1 with errno set.
+pid_t bh_fork_init(const int *sources, const int *targets, int count);
+
+#endif
