@@ -104,10 +104,12 @@ public enum DeviceFilter {
         }
     }
 
-    /// Loads the program (the verifier checks it); returns its fd.
+    /// Loads the program (the verifier checks it); returns its fd. The verifier writes no log on the way (its log
+    /// at level 1 costs more than the check itself); after a failure the load is repeated once with the log on, for
+    /// the error message.
     public static func load(_ program: [Instruction]) throws -> FileDescriptor {
         let encoded = program.map(\.encoded)
-        var log = [CChar](repeating: 0, count: 64 * 1024)
+        var log: [CChar] = []
         func attempt() -> Int32 {
             encoded.withUnsafeBufferPointer { insns in
                 log.withUnsafeMutableBufferPointer { buf in
@@ -132,6 +134,11 @@ public enum DeviceFilter {
         }
         if fd < 0 {
             let code = bh_errno()
+            if code != EPERM {
+                log = [CChar](repeating: 0, count: 64 * 1024)
+                let again = attempt()
+                if again >= 0 { return FileDescriptor(adopting: again) }
+            }
             let verifier = String(decoding: log.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
             throw CgroupError("linux.resources.devices: loading the device filter (BPF_PROG_LOAD, BPF_PROG_TYPE_CGROUP_DEVICE) failed: \(String(cString: strerror(code)))\(verifier.isEmpty ? "" : "; verifier: \(verifier)")\(code == EPERM ? " (needs CAP_SYS_ADMIN or CAP_BPF)" : "")")
         }
