@@ -87,6 +87,47 @@ struct ContainerTests {
         #expect(r.stdout.split(whereSeparator: { $0 == "\n" || $0 == " " }).sorted() == ["0", "1", "2", "3"])
     }
 
+    /// The init is forked from a single-threaded runtime (the CLI), or re-executed (`BULKHEAD_INIT_REEXEC=1`, and
+    /// always from a multithreaded caller): `run`, `create`/`start` and `exec` give the container the same world
+    /// either way (fds, environment, signals, exit status), and the debug log says which way was taken.
+    @Test func theForkedAndTheReexecutedInitGiveTheSameContainer() throws {
+        defer { TestEnv.remove(dir) }
+        let probe = "ls /proc/self/fd; env | sort; grep -E '^Sig(Blk|Ign)' /proc/self/status"
+        let bundle = try TestEnv.busyboxBundle(at: dir, args: ["sh", "-c", probe + "; exit 7"])
+        let sleeper = try TestEnv.busyboxBundle(at: dir + "/sleeper", args: ["sleep", "30"])
+        var outputs: [[String]] = []
+        for reexec in [false, true] {
+            var env = ProcessInfo.processInfo.environment
+            env["BULKHEAD_TEST_RUNTIME_ONLY"] = "must not reach the container"
+            env["BULKHEAD_INIT_REEXEC"] = reexec ? "1" : nil
+            let log = dir + "/debug-\(reexec).log"
+            func bhEnv(_ args: [String]) throws -> TestEnv.Result {
+                try TestEnv.run([TestEnv.bulkhead, "--root", root, "--debug", "--log", log] + args, environment: env)
+            }
+            let run = try bhEnv(["run", "--bundle", bundle, TestEnv.uniqueID("init")])
+            #expect(run.code == 7, "\(run.stderr)")
+            let id = TestEnv.uniqueID("initexec")
+            #expect(try bhEnv(["create", "--bundle", sleeper, id]).code == 0)
+            defer { _ = try? bh(["delete", "--force", id]) }
+            #expect(try bhEnv(["start", id]).code == 0)
+            let exec = try bhEnv(["exec", id, "sh", "-c", probe])
+            #expect(exec.code == 0, "\(exec.stderr)")
+            for output in [run.stdout, exec.stdout] {
+                let lines = output.split(separator: "\n").map(String.init)
+                #expect(Array(lines.prefix(4)) == ["0", "1", "2", "3"], "\(lines)")
+                #expect(lines.contains { $0.hasPrefix("PATH=") } && !lines.contains { $0.hasPrefix("BULKHEAD_") }, "\(lines)")
+                #expect(lines.contains("SigBlk:\t0000000000000000") && lines.contains { $0.hasPrefix("SigIgn:") }, "\(lines)")
+            }
+            outputs.append([run.stdout, exec.stdout])
+            let text = try String(contentsOfFile: log, encoding: .utf8)
+            // run, create and exec each started an init.
+            let forked = text.components(separatedBy: "container init: forked").count - 1
+            let reexecuted = text.components(separatedBy: "container init: re-executed").count - 1
+            #expect(reexec ? (forked, reexecuted) == (0, 3) : (forked, reexecuted) == (3, 0), "\(text)")
+        }
+        #expect(outputs[0] == outputs[1])
+    }
+
     @Test func aBadMountFailsCreateNamesTheStepAndLeavesNothing() throws {
         defer { TestEnv.remove(dir) }
         let bundle = try TestEnv.busyboxBundle(at: dir, args: ["true"]) {
