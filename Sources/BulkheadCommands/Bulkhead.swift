@@ -102,7 +102,9 @@ public enum BulkheadMain {
         }
         guard i < arguments.count, !arguments[i].hasPrefix("-") else { return nil }
         var rest = Array(arguments[..<i]) + arguments[(i + 1)...]
-        if rest.contains(where: { $0 == "--help" || $0 == "-h" || $0 == "--version" }) { return nil }
+        if rest.contains(where: { $0 == "--help" || $0 == "-h" || $0 == "--version" || $0.hasPrefix("--generate-completion-script") }) {
+            return nil
+        }
         let verb = arguments[i]
         guard var type = BulkheadCommandRegistry.subcommands.first(where: { $0.configuration.commandName == verb }) else { return nil }
         // A verb group (`vm run`, `image import`): its verb follows at once.
@@ -119,6 +121,18 @@ public enum BulkheadMain {
     static func globalOptions(of command: ParsableCommand, arguments: [String]) -> GlobalOptions {
         if let carrier = command as? GlobalOptionsCarrier { return carrier.globals }
         return (try? GlobalOptions.parse(GlobalOptionsScanner.extract(arguments))) ?? GlobalOptions()
+    }
+}
+
+extension CommandConfiguration {
+    /// This configuration as a verb of `bulkhead` (`_superCommandName`). Besides naming the tool in a usage line
+    /// when the verb is parsed on its own (``BulkheadMain/fastParse(_:)``), it spares that parse ArgumentParser's
+    /// probe for `--generate-completion-script`, which parses the whole command line twice more and took over a
+    /// third of the CLI's parsing time; fastParse leaves that flag to the full command tree.
+    var verb: CommandConfiguration {
+        var configuration = self
+        configuration._superCommandName = "bulkhead"
+        return configuration
     }
 }
 

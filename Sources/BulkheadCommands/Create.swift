@@ -29,7 +29,7 @@ struct BundleCreateOptions: ParsableArguments {
 struct Create: ParsableCommand, GlobalOptionsCarrier {
     static let configuration = CommandConfiguration(
         commandName: "create",
-        abstract: "Create a container from a bundle; its program waits until `start`.")
+        abstract: "Create a container from a bundle; its program waits until `start`.").verb
 
     @OptionGroup var globals: GlobalOptions
     @OptionGroup var options: BundleCreateOptions

@@ -4,7 +4,7 @@ import Runtime
 /// `bulkhead delete`: releases a stopped (or, with --force, any) container.
 struct Delete: ParsableCommand, GlobalOptionsCarrier {
     static let configuration = CommandConfiguration(
-        commandName: "delete", abstract: "Delete a container and everything it holds.")
+        commandName: "delete", abstract: "Delete a container and everything it holds.").verb
     @OptionGroup var globals: GlobalOptions
     @Flag(name: [.short, .customLong("force")], help: "Kill the container first if it is running.") var force = false
     @Argument(help: "The container ID.") var id: String

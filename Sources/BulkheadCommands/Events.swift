@@ -10,7 +10,7 @@ import Glibc
 /// cgroup's oom_kill counter: v1 memory.oom_control, v2 memory.events), until the container stops.
 struct Events: ParsableCommand, GlobalOptionsCarrier {
     static let configuration = CommandConfiguration(
-        commandName: "events", abstract: "Print container events (stats, oom) as JSON lines.")
+        commandName: "events", abstract: "Print container events (stats, oom) as JSON lines.").verb
     @OptionGroup var globals: GlobalOptions
     @Flag(name: .customLong("stats"), help: "Print the statistics once and exit.") var stats = false
     @Option(name: .customLong("interval"), help: "Seconds between statistics (e.g. 5 or 5s).") var interval: String = "5s"

@@ -11,7 +11,7 @@ import Glibc
 /// `bulkhead exec`: another process in a running container, from a process.json (`--process`) or arguments.
 struct Exec: ParsableCommand, GlobalOptionsCarrier {
     static let configuration = CommandConfiguration(
-        commandName: "exec", abstract: "Run a process inside a running container.")
+        commandName: "exec", abstract: "Run a process inside a running container.").verb
 
     @OptionGroup var globals: GlobalOptions
     @Option(name: [.short, .customLong("process")], help: ArgumentHelp("A process.json (the spec's process section); replaces the arguments.", valueName: "file"))

@@ -10,7 +10,7 @@ struct ImageCommand: ParsableCommand, GlobalOptionsCarrier {
             and each layer is unpacked once into a snapshot shared by every image and container that uses it.
             """,
         subcommands: [ImageImport.self, ImageList.self, ImageInspect.self, ImageRemove.self, ImagePrune.self]
-    )
+    ).verb
 
     @OptionGroup var globals: GlobalOptions
 }

@@ -19,7 +19,7 @@ struct ImageImport: ParsableCommand, GlobalOptionsCarrier {
               bulkhead image import busybox.oci.tar --name busybox:latest
               bulkhead image import ./layout --platform linux/arm64
               bulkhead image import saved.docker.tar
-            """)
+            """).verb
 
     @OptionGroup var globals: GlobalOptions
 

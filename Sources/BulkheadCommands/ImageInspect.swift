@@ -5,7 +5,7 @@ import OCIImage
 struct ImageInspect: ParsableCommand, GlobalOptionsCarrier {
     static let configuration = CommandConfiguration(
         commandName: "inspect",
-        abstract: "Show an image's record, manifest and config as JSON.")
+        abstract: "Show an image's record, manifest and config as JSON.").verb
 
     @OptionGroup var globals: GlobalOptions
 

@@ -7,7 +7,7 @@ struct ImageList: ParsableCommand, GlobalOptionsCarrier {
     static let configuration = CommandConfiguration(
         commandName: "ls",
         abstract: "List the images in the store: name, short digest, size, created.",
-        aliases: ["list"])
+        aliases: ["list"]).verb
 
     @OptionGroup var globals: GlobalOptions
 

@@ -5,7 +5,7 @@ import OCIImage
 struct ImagePrune: ParsableCommand, GlobalOptionsCarrier {
     static let configuration = CommandConfiguration(
         commandName: "prune",
-        abstract: "Remove unnamed images no container uses, unreferenced blobs and layers, and leftovers of killed imports.")
+        abstract: "Remove unnamed images no container uses, unreferenced blobs and layers, and leftovers of killed imports.").verb
 
     @OptionGroup var globals: GlobalOptions
 

@@ -7,7 +7,7 @@ struct ImageRemove: ParsableCommand, GlobalOptionsCarrier {
         commandName: "rm",
         abstract: "Remove image names or images; blobs and layers go only when nothing else uses them.",
         discussion: "A name of an image with several names is only untagged. Layers used by a container's prepared root filesystem stay until the container is deleted.",
-        aliases: ["remove"])
+        aliases: ["remove"]).verb
 
     @OptionGroup var globals: GlobalOptions
 

@@ -9,7 +9,7 @@ import Glibc
 struct Info: ParsableCommand, GlobalOptionsCarrier {
     static let configuration = CommandConfiguration(
         commandName: "info",
-        abstract: "Show what this host offers: kernel, cgroup layout, KVM, and the runtime's directories.")
+        abstract: "Show what this host offers: kernel, cgroup layout, KVM, and the runtime's directories.").verb
 
     @OptionGroup var globals: GlobalOptions
 

@@ -4,7 +4,7 @@ import Runtime
 /// `bulkhead pause` / `resume`: the cgroup freezer.
 struct Pause: ParsableCommand, GlobalOptionsCarrier {
     static let configuration = CommandConfiguration(
-        commandName: "pause", abstract: "Freeze every process of a container.")
+        commandName: "pause", abstract: "Freeze every process of a container.").verb
     @OptionGroup var globals: GlobalOptions
     @Argument(help: "The container ID.") var id: String
     func run() throws {

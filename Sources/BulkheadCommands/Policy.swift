@@ -11,7 +11,7 @@ struct PolicyCommand: ParsableCommand, GlobalOptionsCarrier {
             See policies/README.md for the format.
             """,
         subcommands: [PolicyCheck.self, PolicyExplain.self, PolicyTest.self]
-    )
+    ).verb
 
     @OptionGroup var globals: GlobalOptions
 }

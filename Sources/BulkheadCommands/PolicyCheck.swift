@@ -9,7 +9,7 @@ import Glibc
 struct PolicyCheck: ParsableCommand, GlobalOptionsCarrier {
     static let configuration = CommandConfiguration(
         commandName: "check",
-        abstract: "Validate and lint a policy file: every problem with file:line:column. Exit 1 on errors.")
+        abstract: "Validate and lint a policy file: every problem with file:line:column. Exit 1 on errors.").verb
 
     @OptionGroup var globals: GlobalOptions
 

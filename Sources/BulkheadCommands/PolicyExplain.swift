@@ -14,7 +14,7 @@ struct PolicyExplain: ParsableCommand, GlobalOptionsCarrier {
             built-in policy; a file writable by anyone but root is refused). With --bundle, privileges, annotations \
             and the bundle's owner come from the bundle; without, the deployment asks for no extra privileges. \
             Nothing is written to the audit log.
-            """)
+            """).verb
 
     @OptionGroup var globals: GlobalOptions
 

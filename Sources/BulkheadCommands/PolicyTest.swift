@@ -5,7 +5,7 @@ import Policy
 struct PolicyTest: ParsableCommand, GlobalOptionsCarrier {
     static let configuration = CommandConfiguration(
         commandName: "test",
-        abstract: "Run a case table (deployments and the decisions they must get) against a policy. Exit 1 on any mismatch.")
+        abstract: "Run a case table (deployments and the decisions they must get) against a policy. Exit 1 on any mismatch.").verb
 
     @OptionGroup var globals: GlobalOptions
 

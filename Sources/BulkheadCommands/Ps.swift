@@ -9,7 +9,7 @@ import Glibc
 /// `bulkhead ps`: the container's processes (json: host pids; table: `ps -ef` lines of those pids).
 struct Ps: ParsableCommand, GlobalOptionsCarrier {
     static let configuration = CommandConfiguration(
-        commandName: "ps", abstract: "List the processes running in a container.")
+        commandName: "ps", abstract: "List the processes running in a container.").verb
     @OptionGroup var globals: GlobalOptions
     @Option(name: [.short, .customLong("format")], help: "table or json.") var format: String = "table"
     @Argument(help: "The container ID.") var id: String
@@ -67,7 +67,7 @@ struct Ps: ParsableCommand, GlobalOptionsCarrier {
 /// `bulkhead list`: every container under --root.
 struct List: ParsableCommand, GlobalOptionsCarrier {
     static let configuration = CommandConfiguration(
-        commandName: "list", abstract: "List containers.")
+        commandName: "list", abstract: "List containers.").verb
     @OptionGroup var globals: GlobalOptions
     @Option(name: [.short, .customLong("format")], help: "table or json.") var format: String = "table"
     @Flag(name: [.short, .customLong("quiet")], help: "Only the IDs.") var quiet = false

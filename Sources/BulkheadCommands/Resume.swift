@@ -3,7 +3,7 @@ import Runtime
 
 struct Resume: ParsableCommand, GlobalOptionsCarrier {
     static let configuration = CommandConfiguration(
-        commandName: "resume", abstract: "Thaw a paused container.")
+        commandName: "resume", abstract: "Thaw a paused container.").verb
     @OptionGroup var globals: GlobalOptions
     @Argument(help: "The container ID.") var id: String
     func run() throws {

@@ -29,7 +29,7 @@ struct Run: ParsableCommand, GlobalOptionsCarrier {
             The image form runs with Docker's secure defaults: its capability set, the default seccomp profile, \
             masked /proc paths, no_new_privs, a pids limit of 4096.
             --bundle (or another runc-only flag) selects the runc form; an image-only flag selects the image form.
-            """)
+            """).verb
 
     @OptionGroup var globals: GlobalOptions
     @OptionGroup var options: BundleCreateOptions

@@ -10,7 +10,7 @@ import Glibc
 
 /// `bulkhead spec`: writes a default config.json (like `runc spec`) into the bundle directory.
 struct SpecCommand: ParsableCommand, GlobalOptionsCarrier {
-    static let configuration = CommandConfiguration(commandName: "spec", abstract: "Create a default config.json.")
+    static let configuration = CommandConfiguration(commandName: "spec", abstract: "Create a default config.json.").verb
     @OptionGroup var globals: GlobalOptions
     @Option(name: [.short, .customLong("bundle")], help: "Directory to write config.json into.") var bundle: String = "."
     @Option(name: .customLong("image"), help: "Print (to stdout) the config.json `bulkhead run IMAGE` would use.") var image: String?
@@ -43,7 +43,7 @@ struct SpecCommand: ParsableCommand, GlobalOptionsCarrier {
 /// `bulkhead features`: what this runtime implements, as runc's `features` JSON.
 struct Features: ParsableCommand, GlobalOptionsCarrier {
     static let configuration = CommandConfiguration(
-        commandName: "features", abstract: "Show the features this runtime implements (JSON).")
+        commandName: "features", abstract: "Show the features this runtime implements (JSON).").verb
     @OptionGroup var globals: GlobalOptions
 
     struct Output: Encodable {

@@ -4,7 +4,7 @@ import Runtime
 /// `bulkhead start`: lets a created container's program run.
 struct Start: ParsableCommand, GlobalOptionsCarrier {
     static let configuration = CommandConfiguration(
-        commandName: "start", abstract: "Start a created container.")
+        commandName: "start", abstract: "Start a created container.").verb
     @OptionGroup var globals: GlobalOptions
     @Argument(help: "The container ID.") var id: String
 

@@ -4,7 +4,7 @@ import Runtime
 /// `bulkhead state`: runc's state JSON.
 struct State: ParsableCommand, GlobalOptionsCarrier {
     static let configuration = CommandConfiguration(
-        commandName: "state", abstract: "Print the state of a container as JSON.")
+        commandName: "state", abstract: "Print the state of a container as JSON.").verb
     @OptionGroup var globals: GlobalOptions
     @Argument(help: "The container ID.") var id: String
 

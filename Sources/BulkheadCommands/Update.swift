@@ -12,7 +12,7 @@ import Glibc
 struct Update: ParsableCommand, GlobalOptionsCarrier {
     static let configuration = CommandConfiguration(
         commandName: "update", abstract: "Update the resource limits of a container.",
-        discussion: "Memory sizes take a number of bytes or a suffix: 512k, 64m, 2g (-1: no limit).")
+        discussion: "Memory sizes take a number of bytes or a suffix: 512k, 64m, 2g (-1: no limit).").verb
     @OptionGroup var globals: GlobalOptions
     @Option(name: [.short, .customLong("resources")], help: "A linux.resources JSON file, or - for stdin.") var resources: String?
     @Option(name: .customLong("memory"), help: "Memory limit.") var memory: String?

@@ -12,7 +12,7 @@ struct VMCommand: ParsableCommand, GlobalOptionsCarrier {
     static let configuration = CommandConfiguration(
         commandName: "vm",
         abstract: "Run a microVM directly on /dev/kvm with Bulkhead's own VMM.",
-        subcommands: [VMRun.self])
+        subcommands: [VMRun.self]).verb
 
     @OptionGroup var globals: GlobalOptions
 }
@@ -31,7 +31,7 @@ struct VMRun: ParsableCommand, GlobalOptionsCarrier {
             Unless --no-jail is given, the VMM confines itself before the guest's first instruction: its own \
             memory cgroup (guest memory + a fixed overhead), a private empty mount namespace, seccomp filters per \
             thread role, and no capabilities.
-            """)
+            """).verb
 
     @OptionGroup var globals: GlobalOptions
 
