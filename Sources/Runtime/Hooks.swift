@@ -8,8 +8,11 @@ import Glibc
 /// Runs OCI hooks: each hook's program with its args and env, the container state JSON on stdin, and its
 /// timeout (killed when it runs longer). A hook that fails or times out fails its phase.
 public enum HookRunner {
-    public static func run(_ hooks: [Spec.Hook]?, phase: String, state: [UInt8]) throws {
-        for (i, hook) in (hooks ?? []).enumerated() {
+    /// `state` is made only when there is a hook to give it to (most containers have none).
+    public static func run(_ hooks: [Spec.Hook]?, phase: String, state makeState: @autoclosure () throws -> [UInt8]) throws {
+        guard let hooks, !hooks.isEmpty else { return }
+        let state = try makeState()
+        for (i, hook) in hooks.enumerated() {
             do { try run(hook, state: state) } catch {
                 throw RuntimeError("\(phase) hook #\(i) (\(hook.path)) failed: \(error)")
             }
