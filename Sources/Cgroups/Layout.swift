@@ -58,18 +58,19 @@ public struct CgroupLayout: Sendable, Equatable {
         var v1: [Hierarchy] = []
         var unified: String?
         for line in text.split(separator: "\n") {
-            let parts = line.split(separator: " - ", maxSplits: 1)
-            guard parts.count == 2 else { continue }
-            let pre = parts[0].split(separator: " ")
-            let post = parts[1].split(separator: " ")
+            // The optional fields end at a lone "-" (fields are space-separated, spaces in paths are escaped).
+            // Splitting at single spaces is much cheaper than splitting at the string " - ".
+            let fields = line.split(separator: " ")
+            guard let dash = fields.firstIndex(of: "-") else { continue }
+            let pre = fields[..<dash], post = fields[(dash + 1)...]
             guard pre.count >= 5, post.count >= 3 else { continue }
-            let mountPoint = Mount.unescapeMountinfoForTesting(String(pre[4]))
-            let root = String(pre[3])
-            switch post[0] {
+            let mountPoint = Mount.unescapeMountinfoForTesting(String(pre[pre.startIndex + 4]))
+            let root = String(pre[pre.startIndex + 3])
+            switch post[post.startIndex] {
             case "cgroup2":
                 if unified == nil { unified = mountPoint }
             case "cgroup":
-                let controllers = post[2].split(separator: ",").map(String.init).filter {
+                let controllers = post[post.startIndex + 2].split(separator: ",").map(String.init).filter {
                     !["rw", "ro", "relatime", "noatime", "nosuid", "nodev", "noexec", "clone_children", "xattr",
                       "cpuset_v2_mode", "noprefix", "favordynmods"].contains($0) && !$0.hasPrefix("release_agent=")
                 }
