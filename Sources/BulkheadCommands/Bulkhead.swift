@@ -145,7 +145,7 @@ extension Bulkhead: GlobalOptionsCarrier {}
 
 /// Picks the global options out of an argument list (used when a verb does not carry them itself).
 enum GlobalOptionsScanner {
-    static let valued: Set<String> = ["--root", "--data-root", "--log", "--log-format", "--rootless"]
+    static let valued: [String] = ["--root", "--data-root", "--log", "--log-format", "--rootless"]
     static func extract(_ arguments: [String]) -> [String] {
         var out: [String] = []
         var i = 0
