@@ -57,6 +57,12 @@ let package = Package(
         ]),
         .executableTarget(name: "bulkhead", dependencies: ["BulkheadCommands", "NamespaceBackend"]),
 
+        // The CLI's own parsing: the runc fast path against ArgumentParser.
+        .testTarget(name: "CLITests", dependencies: [
+            "BulkheadCommands",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
         .testTarget(name: "LinuxOSTests", dependencies: ["LinuxOS"]),
 
         // Trust-boundary policy (issue 5): the policy file (YAML through libyaml, the C parser Yams wraps), the
