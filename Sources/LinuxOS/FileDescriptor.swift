@@ -72,7 +72,8 @@ public struct FileDescriptor: ~Copyable, @unchecked Sendable {
     /// Reads until end of file, refusing more than `limit` bytes.
     public func readAll(limit: Int = 64 << 20, path: String? = nil) throws -> [UInt8] {
         var result: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
+        // A small limit (a /proc file) needs no 64 KiB buffer to zero.
+        var chunk = [UInt8](repeating: 0, count: limit < 65536 ? limit + 1 : 65536)
         while true {
             let n = try chunk.withUnsafeMutableBytes { (b) throws in try read(into: b, path: path) }
             if n == 0 { return result }
