@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,13 +29,30 @@ static int is_target(int fd, const int *targets, int count) {
     return 0;
 }
 
-pid_t bh_fork_init(const int *sources, const int *targets, int count) {
+// clone3(2)'s arguments (linux/sched.h, kernel 5.7+ for `cgroup`), declared here: that header clashes with glibc's.
+struct bh_clone_args {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup;
+};
+#define BH_CLONE_INTO_CGROUP 0x200000000ULL
+
+pid_t bh_fork_init(const int *sources, const int *targets, int count, int cgroup_fd, int *in_cgroup) {
     if (count > 64) { errno = EINVAL; return -1; }
     int max_target = 2;
     for (int i = 0; i < count; i++) if (targets[i] > max_target) max_target = targets[i];
     // Nothing buffered in stdio may be written twice (by the child's exit too).
     fflush(NULL);
-    pid_t pid = fork();
+    pid_t pid = -1;
+    *in_cgroup = 0;
+    if (cgroup_fd >= 0) {
+        struct bh_clone_args args;
+        memset(&args, 0, sizeof args);
+        args.flags = BH_CLONE_INTO_CGROUP;
+        args.exit_signal = SIGCHLD;
+        args.cgroup = (uint64_t)cgroup_fd;
+        pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
+        if (pid > 0) *in_cgroup = 1;
+    }
+    if (pid < 0) pid = fork();
     if (pid != 0) return pid;
 
     // Child. Move every source above all targets first, so that placing one never overwrites another's source.

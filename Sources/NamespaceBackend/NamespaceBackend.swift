@@ -179,12 +179,20 @@ public struct NamespaceBackend: Backend {
         // between the count and the fork: only this thread could start one).
         let forked = !alwaysReexec && bh_thread_count() == 1
         let stage1: pid_t
+        var bornInCgroup = false
         if forked {
-            let pid = bh_fork_init(fds.map(\.source), fds.map(\.target), Int32(fds.count))
+            // On a cgroup2-only layout the child is created in the container's cgroup (crun does the same).
+            var cgroupDir: FileDescriptor?
+            if let cgroup, cgroup.directories.count == 1, let dir = cgroup.directories.first, dir.controllers.isEmpty {
+                cgroupDir = try? FileDescriptor.open(dir.directory, O_RDONLY | O_DIRECTORY)
+            }
+            var inCgroup: Int32 = 0
+            let pid = bh_fork_init(fds.map(\.source), fds.map(\.target), Int32(fds.count), cgroupDir?.raw ?? -1, &inCgroup)
             if pid == 0 { ContainerInit.runForked(config, SyncSocket(adopting: syncTarget)) }
             if pid < 0 { throw InitError("start the container init", SystemError(operation: "fork", errno: bh_errno()).description) }
             stage1 = pid
-            logger.debug("container init: forked (pid \(pid); the runtime is single-threaded)")
+            bornInCgroup = inCgroup == 1
+            logger.debug("container init: forked (pid \(pid); the runtime is single-threaded)\(bornInCgroup ? " into its cgroup" : "")")
         } else {
             stage1 = try stepOf("start the container init") {
                 try ChildProcess.spawn(initBinary, arguments: ["bulkhead", "init"],
@@ -196,7 +204,7 @@ public struct NamespaceBackend: Backend {
         _ = console.take()
         var reaped = false
         defer { if !reaped { Glibc.kill(stage1, SIGKILL); _ = try? ChildProcess.wait(stage1) } }
-        if let cgroup { try stepOf("join cgroup \(cgroup.path)") { try cgroup.join(pid: stage1) } }
+        if let cgroup, !bornInCgroup { try stepOf("join cgroup \(cgroup.path)") { try cgroup.join(pid: stage1) } }
         // The forked init has the configuration already; it waits for this word to know it is in the cgroup.
         try ours.send(forked ? Array(ContainerInit.goMessage.utf8) : Array(try JSONEncoder().encode(config)))
         var pid: Int32 = 0
