@@ -42,17 +42,22 @@ echo "bench: $ROUNDS rounds each; bundle: busybox-static, /bin/true; $(nproc) co
 for r in "${runtimes[@]}"; do echo "  $r: $(${bin[$r]} --version | head -1)"; done
 
 median() { jq -r '.results[0].median * 1000' "$1"; }
+# CPU time (user + system, mean per round) of the runtime and every process it waited for: steadier than wall time
+# on a shared machine.
+cpu() { jq -r '(.results[0].user + .results[0].system) * 1000' "$1"; }
 
-declare -A run_ms cycle_ms rss_kb
+declare -A run_ms cycle_ms rss_kb run_cpu cycle_cpu
 for r in "${runtimes[@]}"; do
   root=$work/root-$r
   b=${bin[$r]}
   hyperfine -N --show-output --warmup 3 --runs "$ROUNDS" --export-json "$work/$r-run.json" \
     "$b --root $root run --bundle $bundle bench-$r" >/dev/null
   run_ms[$r]=$(median "$work/$r-run.json")
+  run_cpu[$r]=$(cpu "$work/$r-run.json")
   hyperfine --shell=none --show-output --warmup 3 --runs "$ROUNDS" --export-json "$work/$r-cycle.json" \
     "/bin/sh -c '$b --root $root create --bundle $bundle c-$r && $b --root $root start c-$r && $b --root $root delete --force c-$r'" >/dev/null
   cycle_ms[$r]=$(median "$work/$r-cycle.json")
+  cycle_cpu[$r]=$(cpu "$work/$r-cycle.json")
   # Peak RSS of the runtime's process tree (the runtime and its re-exec'd init) for one `run`.
   rss_kb[$r]=$(python3 -c 'import resource,subprocess,sys; subprocess.run(sys.argv[1:],check=True); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)' \
     "$b" --root "$root" run --bundle "$bundle" rss-$r)
@@ -64,3 +69,10 @@ for r in "${runtimes[@]}"; do
     "$(echo "${run_ms[$r]} / ${run_ms[crun]}" | bc -l)" "${cycle_ms[$r]}" \
     "$(echo "${cycle_ms[$r]} / ${cycle_ms[crun]}" | bc -l)" "${rss_kb[$r]}"
 done
+printf '\n%-10s %14s %10s %22s %10s   (CPU: user+sys, mean per round)\n' runtime "run CPU" "vs crun" "create+start+delete" "vs crun"
+for r in "${runtimes[@]}"; do
+  printf '%-10s %11.2f ms %9.2fx %19.2f ms %9.2fx\n' "$r" "${run_cpu[$r]}" \
+    "$(echo "${run_cpu[$r]} / ${run_cpu[crun]}" | bc -l)" "${cycle_cpu[$r]}" \
+    "$(echo "${cycle_cpu[$r]} / ${cycle_cpu[crun]}" | bc -l)"
+done
+echo "load at the end: $(cut -d' ' -f1 /proc/loadavg)"
