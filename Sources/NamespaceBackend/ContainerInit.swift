@@ -137,11 +137,22 @@ public enum ContainerInit {
                 }
             }
         }
+        // Stage 2 waits until stage 1 has reported its pid (end of file on this pipe: stage 1 exits right after).
+        // Otherwise, on a busy machine, stage 2 could report `ready` first, and the runtime would never learn which
+        // process the container is (state showed pid 0 and `start` found the container stopped).
+        var gate: [Int32] = [-1, -1]
+        try step("make the stage 2 gate") { try sys("pipe", nil) { pipe(&gate) } }
+        for fd in gate { _ = bh_fcntl_int(fd, F_SETFD, FD_CLOEXEC) }
         let pid = bh_clone_fork(BH_CLONE_PARENT)
         if pid < 0 { throw InitError("fork the container process", SystemError(operation: "clone", errno: bh_errno()).description) }
         if pid == 0 {
+            close(gate[1])
+            var byte: UInt8 = 0
+            while read(gate[0], &byte, 1) < 0 && errno == EINTR {}
+            close(gate[0])
             stage2(config, sock, rootFD: rootFD)
         }
+        close(gate[0])
         try sock.send("pid \(pid)")
         exit(0)
     }

@@ -235,6 +235,7 @@ public struct NamespaceBackend: Backend {
                     throw error
                 }
             case "ready":
+                guard pid > 0 else { throw InitError("container init", "it reported ready before its pid") }
                 return ours
             case "error":
                 throw RuntimeError(payload)
