@@ -50,7 +50,7 @@ pid_t bh_fork_init(const int *sources, const int *targets, int count, int cgroup
         args.exit_signal = SIGCHLD;
         args.cgroup = (uint64_t)cgroup_fd;
         pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
-        if (pid > 0) *in_cgroup = 1;
+        if (pid >= 0) *in_cgroup = 1;   // in the parent and in the child
     }
     if (pid < 0) pid = fork();
     if (pid != 0) return pid;

@@ -1,4 +1,5 @@
 import CShims
+import Cgroups
 import FoundationEssentials
 import LinuxOS
 import OCIRuntime
@@ -50,9 +51,17 @@ public enum ContainerInit {
     static let goMessage = "go"
 
     /// The init in a child forked from a single-threaded runtime (`bh_fork_init` has placed its fds, emptied
-    /// its environment and reset its signals): it has `config` already, and waits for the runtime's word.
-    static func runForked(_ config: InitConfig, _ sock: SyncSocket) -> Never {
+    /// its environment and reset its signals): it has `config` already, waits for the runtime's word, and moves
+    /// itself into the v1 cgroups whose `tasks` files are in `joining` (its cgroup2 directory, if any, it was
+    /// created in) before anything else.
+    static func runForked(_ config: InitConfig, _ sock: SyncSocket, joining: [String]) -> Never {
         guard let word = try? sock.receive(limit: 64), word == Array(goMessage.utf8) else { exit(1) }
+        for tasks in joining {
+            do { try Cgroup.write(tasks, "0") } catch {
+                try? sock.send("error join the cgroup (\(tasks)): \(error)")
+                exit(1)
+            }
+        }
         stage1OrReport(config, sock)
     }
 

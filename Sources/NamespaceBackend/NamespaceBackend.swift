@@ -181,18 +181,22 @@ public struct NamespaceBackend: Backend {
         let stage1: pid_t
         var bornInCgroup = false
         if forked {
-            // On a cgroup2-only layout the child is created in the container's cgroup (crun does the same).
+            // Joining a cgroup by writing a pid to cgroup.procs takes the global cgroup migration lock and waits for
+            // an RCU grace period (8-17 ms here). So the child is created in the container's cgroup2 directory
+            // (crun does the same), and moves itself into the v1 hierarchies by writing "0" to their `tasks`: the
+            // calling thread only, which for a single-threaded process is all of it, and without that lock.
+            let unified = cgroup?.directories.first { $0.controllers.isEmpty }?.directory
+            let v1Tasks = cgroup?.directories.filter { !$0.controllers.isEmpty }.map { $0.directory + "/tasks" } ?? []
             var cgroupDir: FileDescriptor?
-            if let cgroup, cgroup.directories.count == 1, let dir = cgroup.directories.first, dir.controllers.isEmpty {
-                cgroupDir = try? FileDescriptor.open(dir.directory, O_RDONLY | O_DIRECTORY)
-            }
+            if let unified { cgroupDir = try? FileDescriptor.open(unified, O_RDONLY | O_DIRECTORY) }
             var inCgroup: Int32 = 0
             let pid = bh_fork_init(fds.map(\.source), fds.map(\.target), Int32(fds.count), cgroupDir?.raw ?? -1, &inCgroup)
-            if pid == 0 { ContainerInit.runForked(config, SyncSocket(adopting: syncTarget)) }
+            let joinsItself = cgroup != nil && (unified == nil || inCgroup == 1)
+            if pid == 0 { ContainerInit.runForked(config, SyncSocket(adopting: syncTarget), joining: joinsItself ? v1Tasks : []) }
             if pid < 0 { throw InitError("start the container init", SystemError(operation: "fork", errno: bh_errno()).description) }
             stage1 = pid
-            bornInCgroup = inCgroup == 1
-            logger.debug("container init: forked (pid \(pid); the runtime is single-threaded)\(bornInCgroup ? " into its cgroup" : "")")
+            bornInCgroup = joinsItself
+            logger.debug("container init: forked (pid \(pid); the runtime is single-threaded)\(bornInCgroup ? "; it joins its cgroup itself" : "")")
         } else {
             stage1 = try stepOf("start the container init") {
                 try ChildProcess.spawn(initBinary, arguments: ["bulkhead", "init"],

@@ -11,8 +11,8 @@ int bh_thread_count(void);
 
 /// fork(2) for the container init. With `cgroup_fd` >= 0 (a cgroup2 directory), the child is created in that
 /// cgroup (clone3 with CLONE_INTO_CGROUP: moving a process later takes the global cgroup migration lock and an RCU
-/// grace period, several ms of wall time); `*in_cgroup` says whether that worked (else it is a plain fork and the
-/// caller moves the child). In the child, before returning 0: fds are placed as posix_spawn's dup2 actions would
+/// grace period, several ms of wall time); `*in_cgroup` says, in the parent and in the child, whether that worked
+/// (else it is a plain fork and the caller moves the child). In the child, before returning 0: fds are placed as posix_spawn's dup2 actions would
 /// place them (`sources[i]` becomes `targets[i]`, without close-on-exec; a source may be a target of another
 /// pair), every other fd from 3 up is closed (what close-on-exec does at an exec), the environment is emptied,
 /// every signal is reset to its default action and the signal mask is emptied. On a failure in the child it
