@@ -1,6 +1,7 @@
 import ArgumentParser
 import CShims
 import LinuxOS
+import GuestHost
 import Logging
 import MicroVM
 #if canImport(Glibc)
@@ -56,6 +57,14 @@ struct VMRun: ParsableCommand, GlobalOptionsCarrier {
     @Option(help: ArgumentHelp("Serial console: stdio, or a file to write it to.", valueName: "stdio|file"))
     var console: String = "stdio"
 
+    @Option(name: .customLong("port"), help: ArgumentHelp(
+        "A virtio-console port joined to a unix stream socket that is already listening (the VMM connects before it confines itself); the guest sees the port by NAME. Repeatable; the order is the port order.",
+        valueName: "name=socket"))
+    var ports: [String] = []
+
+    @Flag(name: .customLong("die-with-parent"), help: "End the VM (SIGKILL) when the process that started it exits (for monitors).")
+    var dieWithParent = false
+
     @Flag(name: .customLong("no-jail"), help: "Do not confine the VMM process (for debugging).")
     var noJail = false
 
@@ -67,16 +76,30 @@ struct VMRun: ParsableCommand, GlobalOptionsCarrier {
         // Forward stdin to the UART only when it is really there (a closed fd 0 would be reused by our own files).
         var stdinStat = stat()
         let stdinUsable = fstat(0, &stdinStat) == 0 && [S_IFIFO, S_IFSOCK, S_IFCHR].contains(stdinStat.st_mode & S_IFMT)
+        if dieWithParent {
+            let parent = getppid()
+            _ = bh_prctl(1 /* PR_SET_PDEATHSIG, <linux/prctl.h> */, UInt(SIGKILL), 0, 0, 0)
+            // The parent may have gone before the request took effect.
+            if getppid() != parent { throw ExitCode(137) }
+        }
         let parsedDisks = try disks.map(Self.parseDisk)
+        let parsedPorts = try ports.map(Self.parsePort)
+        var endpoints: [String: Int32] = [:]
+        for (name, socket) in parsedPorts {
+            do { endpoints[name] = try UnixSocket.connect(socket) } catch {
+                throw VMRunError("cannot connect console port \(name) to \(socket): \(error) (the socket must be listening before the VM starts)")
+            }
+        }
         var consoleFD: Int32 = 1
         if console != "stdio" {
             consoleFD = try FileDescriptor.open(console, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, mode: 0o600).take()
         }
         defer { if consoleFD != 1 { close(consoleFD) } }
-        let configuration = VMConfiguration(
+        var configuration = VMConfiguration(
             kernel: kernel, initrd: initrd, commandLine: cmdline, disks: parsedDisks, memoryMiB: memory, vcpus: vcpus,
             consoleOutputFD: consoleFD, consoleInputFD: console == "stdio" && stdinUsable ? 0 : nil,
-            hugePages: hugePages)
+            consolePorts: parsedPorts.map(\.name), hugePages: hugePages)
+        configuration.consolePortEndpoints = endpoints
 
         // Signals: SIGINT/SIGTERM arrive through a signalfd on this thread; threads inherit the blocked mask.
         var mask = sigset_t()
@@ -148,6 +171,13 @@ struct VMRun: ParsableCommand, GlobalOptionsCarrier {
         case .failed(let why):
             throw VMRunError("the VM failed: \(why)")
         }
+    }
+
+    static func parsePort(_ spec: String) throws -> (name: String, socket: String) {
+        guard let eq = spec.firstIndex(of: "="), eq != spec.startIndex, spec.index(after: eq) != spec.endIndex else {
+            throw VMRunError("--port needs NAME=SOCKET, e.g. --port bulkhead.control=/run/vm/ctl.sock (not '\(spec)')")
+        }
+        return (String(spec[..<eq]), String(spec[spec.index(after: eq)...]))
     }
 
     static func parseDisk(_ spec: String) throws -> VMDisk {

@@ -50,6 +50,9 @@ public struct VMConfiguration: Sendable {
     public var consoleInputFD: Int32?
     /// virtio-console port names (e.g. ["stdio", "control"]); none: no virtio-console device.
     public var consolePorts: [String]
+    /// Ports joined to an already connected stream socket (name → fd, owned by the VM from then on) instead of a
+    /// fresh socket pair; e.g. the agent's ports connected to a monitor's unix sockets.
+    public var consolePortEndpoints: [String: Int32] = [:]
     public var hugePages: Bool
     /// Append the virtio-mmio device announcements to the command line (what Linux needs).
     public var announceDevices: Bool
@@ -87,7 +90,8 @@ public final class VirtualMachine: @unchecked Sendable {
     public let serial: Serial
     /// virtio-console device, if ports were configured.
     public let console: VirtioConsole?
-    /// The host's ends of the console ports (stream sockets), in the order configured; closed with the VM.
+    /// The host's ends of the console ports (stream sockets), in the order configured; closed with the VM. -1 for
+    /// a port joined to one of ``VMConfiguration/consolePortEndpoints``.
     public let consolePortFDs: [Int32]
 
     let system: KVMSystem
@@ -147,7 +151,7 @@ public final class VirtualMachine: @unchecked Sendable {
             devices.append(try VirtioBlock(path: disk.path, readOnly: disk.readOnly, serial: "bulkhead-disk\(i)"))
         }
         if !configuration.consolePorts.isEmpty {
-            let (device, ends) = try VirtioConsole.make(portNames: configuration.consolePorts)
+            let (device, ends) = try VirtioConsole.make(portNames: configuration.consolePorts, endpoints: configuration.consolePortEndpoints)
             console = device
             consolePortFDs = ends
             devices.append(device)
@@ -215,7 +219,7 @@ public final class VirtualMachine: @unchecked Sendable {
     deinit {
         close(exitFD)
         close(stopIOFD)
-        for fd in consolePortFDs { close(fd) }
+        for fd in consolePortFDs where fd >= 0 { close(fd) }
     }
 
     static func finish(_ exit: VMExit, state: ExitState, fd: Int32) {

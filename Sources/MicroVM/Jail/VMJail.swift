@@ -60,12 +60,10 @@ public final class VMJail: @unchecked Sendable {
     public static func enter(guestMemoryBytes: UInt64) throws -> VMJail {
         let limit = guestMemoryBytes + overheadBytes
         let pid = getpid()
-        let name = "vm-\(pid)"
+        let name = cgroupName(vmmPid: pid)
         var parent: Int32 = -1
         var path: String? = nil
-        // cgroup v1 memory controller (hybrid hosts) or a pure v2 hierarchy.
-        let candidates: [(String, String)] = [("/sys/fs/cgroup/memory", "memory.limit_in_bytes"), ("/sys/fs/cgroup", "memory.max")]
-        for (root, limitFile) in candidates {
+        for (root, limitFile) in cgroupCandidates {
             guard access(root + "/cgroup.procs", F_OK) == 0 else { continue }
             if limitFile == "memory.max" && access(root + "/cgroup.controllers", F_OK) != 0 { continue }
             let rootFD = try FileDescriptor.open(root, O_RDONLY | O_DIRECTORY)
@@ -91,6 +89,24 @@ public final class VMJail: @unchecked Sendable {
         }
 
         return VMJail(cgroupPath: path, memoryLimit: limit, cgroupParent: parent, cgroupName: name)
+    }
+
+    /// The memory hierarchies a jail may use: cgroup v1's memory controller (hybrid hosts) or a pure v2 hierarchy.
+    static let cgroupCandidates: [(root: String, limitFile: String)] = [
+        ("/sys/fs/cgroup/memory", "memory.limit_in_bytes"), ("/sys/fs/cgroup", "memory.max"),
+    ]
+
+    /// The jail cgroup's name (under `<hierarchy>/bulkhead/`) for the VMM with this pid.
+    public static func cgroupName(vmmPid: pid_t) -> String { "vm-\(vmmPid)" }
+
+    /// Removes the cgroup a VMM with this pid left behind (a VMM killed with SIGKILL cannot leave it itself).
+    /// Only an empty cgroup can be removed, so this never disturbs a VMM that still runs.
+    public static func removeLeftoverCgroup(vmmPid: pid_t) {
+        guard vmmPid > 0 else { return }
+        for (root, _) in cgroupCandidates {
+            guard let base = try? FileDescriptor.open(root + "/bulkhead", O_RDONLY | O_DIRECTORY) else { continue }
+            _ = unlinkat(base.raw, cgroupName(vmmPid: vmmPid), AT_REMOVEDIR)
+        }
     }
 
     /// Moves the process into a private mount namespace whose root is an empty read-only tmpfs. Call after every
