@@ -4,30 +4,32 @@
    ports, create/start/exec/signals/ps/stats, exit status — runs for real with only the guest faked.
 
    What it does with the container's spec (the create document): "fake-exit=N" anywhere in it sets the exit
-   code; "fake-sleep" makes the process wait for a signal (it then ends as killed by that signal). exec'd processes print
+   code; "fake-sleep" makes the process wait for a signal (it then ends as killed by that signal); "fake-cat"
+   echoes the container's stdin to its stdout until stdin closes. exec'd processes print
    one line and exit 0. After the container's process ends it announces shutdown and resets the VM, as the agent
    powers off. It prints its progress on the UART (console.log). */
 #include "guest.h"
 
 enum { DEVICE_READY = 0, DEVICE_ADD = 1, PORT_READY = 3, PORT_OPEN = 6 };
-enum { T_HELLO = 1, T_CREATE = 2, T_CREATED = 3, T_START = 4, T_EXEC = 5, T_STARTED = 6, T_OUTPUT = 9, T_SIGNAL = 10,
+enum { T_HELLO = 1, T_CREATE = 2, T_CREATED = 3, T_START = 4, T_EXEC = 5, T_STARTED = 6, T_STDIN = 7, T_CLOSE_STDIN = 8,
+       T_OUTPUT = 9, T_SIGNAL = 10,
        T_EXITED = 12, T_SHUTDOWN = 14, T_LIST = 15, T_PROCESS_LIST = 16, T_STATS_REQUEST = 17, T_STATS = 18 };
 struct control { uint32_t id; uint16_t event, value; };
 
 static struct queue rx[2], tx[2], crx, ctx;
 static uint8_t cbuf[8][64];
-#define RXBUF 1024
+#define RXBUF (16 << 10)
 #define RXN 8
 static uint8_t rbuf[2][RXN][RXBUF];
-static uint8_t stream[2][16384];
+static uint8_t stream[2][256 << 10];
 static uint32_t streamLength[2];
-static uint8_t out[2048];
+static uint8_t out[80 << 10];
 static struct control cout;
 static uint8_t version = 1;
 static char containerID[128];
 static uint32_t containerIDLength;
 static int32_t exitCode;
-static int waitForSignal, started, done;
+static int waitForSignal, echoStdin, started, done;
 
 static void send_control(uint32_t id, uint16_t event, uint16_t value) {
     cout = (struct control){ id, event, value };
@@ -75,6 +77,7 @@ static void scan_spec(const uint8_t *doc, uint32_t n) {
             if (k > i + 10) exitCode = v;
         }
         if (i + 10 <= n && match(doc + i, "fake-sleep")) waitForSignal = 1;
+        if (i + 8 <= n && match(doc + i, "fake-cat")) echoStdin = 1;
     }
 }
 
@@ -112,9 +115,17 @@ static void handle(uint8_t type, const uint8_t *p, uint32_t n) {
         const char *b = " started\n"; for (uint32_t i = 0; b[i]; i++) line[k++] = b[i];
         line[k] = 0;
         output(0, 1, line);
-        if (!waitForSignal) finish(0, 0, exitCode);
+        if (!waitForSignal && !echoStdin) finish(0, 0, exitCode);
         break;
     }
+    case T_STDIN:
+        /* fake-cat: the container's stdin comes back on its stdout, chunk for chunk. */
+        if (n < 8 || be32(p) != 0 || !echoStdin || !started) break;
+        if (be32(p + 4) + 8 <= n && be32(p + 4) > 0) { begin(T_OUTPUT); u32(0); u8(1); blob(p + 8, be32(p + 4)); send(1); }
+        break;
+    case T_CLOSE_STDIN:
+        if (n >= 4 && be32(p) == 0 && echoStdin && started) finish(0, 0, exitCode);
+        break;
     case T_SIGNAL:
         if (n < 8 || be32(p) != 0 || !started) break;
         line_with_number(line, "fake agent: signal ", be32(p + 4));
@@ -201,7 +212,8 @@ void main(void) {
     begin(T_HELLO); u8(1); u8(2); text("bulkhead fake agent (test guest)"); send(0);
     while (!done) {
         drain(0);
-        drain(1);
+        /* stdin travels on the stdio port, start on the control port: stdin that overtook start waits. */
+        if (started) drain(1);
         __asm__ volatile("pause");
     }
     begin(T_SHUTDOWN); send(0);
