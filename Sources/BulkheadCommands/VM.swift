@@ -143,7 +143,14 @@ struct VMRun: ParsableCommand, GlobalOptionsCarrier {
             log.debug("jail: cgroup \(jail.cgroupPath ?? "none"), limit \(jail.memoryLimit) bytes")
         }
         let filters = seccomp
-        try machine.start { role in try filters?.install(role) }
+        // For bench/vmm.sh: BULKHEAD_TRACE_T0_NS (CLOCK_MONOTONIC just before the bench exec'd us) makes vCPU 0
+        // report on stderr how long after that it first entered the guest (clock_gettime and write are allowed to
+        // every VMM thread by its seccomp filter).
+        var hook: (@Sendable () -> Void)? = nil
+        if let t0 = getenv("BULKHEAD_TRACE_T0_NS").flatMap({ UInt64(String(cString: $0)) }) {
+            hook = { VMRun.traceFirstEntry(since: t0) }
+        }
+        try machine.start(prepareThread: { role in try filters?.install(role) }, beforeFirstEntry: hook)
         try filters?.install(.main)
 
         var pollfds = [pollfd(fd: machine.exitEventFD, events: Int16(POLLIN), revents: 0),
@@ -171,6 +178,14 @@ struct VMRun: ParsableCommand, GlobalOptionsCarrier {
         case .failed(let why):
             throw VMRunError("the VM failed: \(why)")
         }
+    }
+
+    static func traceFirstEntry(since t0: UInt64) {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        let ns = UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+        let line = Array("bulkhead-trace: first guest entry \(Double(ns &- t0) / 1e6) ms after exec\n".utf8)
+        _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
     }
 
     static func parsePort(_ spec: String) throws -> (name: String, socket: String) {

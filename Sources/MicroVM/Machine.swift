@@ -251,7 +251,11 @@ public final class VirtualMachine: @unchecked Sendable {
     /// Starts the device I/O thread and one thread per vCPU. Each thread first calls `prepareThread(role)` (where
     /// the jail installs that role's seccomp filter); no vCPU enters KVM_RUN before every thread of the VMM has
     /// done so, so no guest instruction runs while any thread is still unconfined.
-    public func start(prepareThread: @escaping @Sendable (ThreadRole) throws -> Void = { _ in }) throws {
+    ///
+    /// `beforeFirstEntry` runs on vCPU 0's thread right before its first KVM_RUN (the bench's "first guest
+    /// instruction" timestamp).
+    public func start(prepareThread: @escaping @Sendable (ThreadRole) throws -> Void = { _ in },
+                      beforeFirstEntry: (@Sendable () -> Void)? = nil) throws {
         let prepared = ThreadGate()   // one signal per thread, set-up done (or failed)
         let go = ThreadGate()         // one signal per vCPU, once every thread is prepared
         let io = try spawnThread { [self] in
@@ -277,6 +281,7 @@ public final class VirtualMachine: @unchecked Sendable {
                 }
                 prepared.signal()
                 go.wait()
+                if vcpu.index == 0 { beforeFirstEntry?() }
                 let exit = vcpu.runLoop(bus: bus) { self.exit != nil }
                 finish(exit)
             }
