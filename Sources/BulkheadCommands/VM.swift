@@ -114,7 +114,8 @@ struct VMRun: ParsableCommand, GlobalOptionsCarrier {
         // The cgroup move runs beside the KVM set-up and completes before guest memory is written.
         let pending = noJail ? nil : try VMJail.begin(guestMemoryBytes: UInt64(max(memory, 0)) << 20)
         var jail: VMJail? = nil
-        defer { jail?.leave() } // also when set-up fails: no cgroup is left behind
+        var singleThreaded = true // until the VM's threads start, and again once they are joined
+        defer { jail?.leave(singleThreaded: singleThreaded) } // also when set-up fails: no cgroup is left behind
         func joinCgroup() throws {
             guard let pending, jail == nil else { return }
             do { jail = try pending.finish() } catch {
@@ -150,6 +151,7 @@ struct VMRun: ParsableCommand, GlobalOptionsCarrier {
         if let t0 = getenv("BULKHEAD_TRACE_T0_NS").flatMap({ UInt64(String(cString: $0)) }) {
             hook = { VMRun.traceFirstEntry(since: t0) }
         }
+        singleThreaded = false
         try machine.start(prepareThread: { role in try filters?.install(role) }, beforeFirstEntry: hook)
         try filters?.install(.main)
 
@@ -168,6 +170,7 @@ struct VMRun: ParsableCommand, GlobalOptionsCarrier {
             if pollfds[0].revents != 0 { break }
         }
         let exit = machine.wait()
+        singleThreaded = true
         switch exit {
         case .reset, .shutdown:
             log.info("vm: \(exit)")

@@ -128,7 +128,10 @@ struct GuestTests {
     func jail() throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: BulkheadBinary.path)
-        process.arguments = ["vm", "run", "--kernel", try Guests.elf("hello"), "--memory", "64", "--vcpus", "2"]
+        // A 6 MiB initrd of random bytes: loading it into guest RAM must be charged to the VMM's own cgroup.
+        let initrd = try temporaryFile((0..<(6 << 20)).map { _ in UInt8.random(in: 0...255) }, suffix: ".initrd")
+        defer { unlink(initrd) }
+        process.arguments = ["vm", "run", "--kernel", try Guests.elf("hello"), "--initrd", initrd, "--memory", "64", "--vcpus", "2"]
         let out = Pipe()
         process.standardOutput = out
         process.standardError = FileHandle.nullDevice
@@ -150,6 +153,10 @@ struct GuestTests {
         let limitFile = memoryRoot == "/sys/fs/cgroup" ? "memory.max" : "memory.limit_in_bytes"
         let limit = try String(contentsOfFile: "\(memoryRoot)/bulkhead/vm-\(pid)/\(limitFile)", encoding: .utf8)
         #expect(UInt64(limit.trimmingCharacters(in: .whitespacesAndNewlines)) == (64 << 20) + VMJail.overheadBytes)
+        let usageFile = memoryRoot == "/sys/fs/cgroup" ? "memory.current" : "memory.usage_in_bytes"
+        let usage = UInt64((try String(contentsOfFile: "\(memoryRoot)/bulkhead/vm-\(pid)/\(usageFile)", encoding: .utf8))
+            .trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        #expect(usage >= 6 << 20, "the guest RAM the VMM filled is charged to its cgroup: \(usage) bytes")
         #expect(try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/mnt")
                 != FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/mnt"))
         let mounts = try String(contentsOfFile: "/proc/\(pid)/mountinfo", encoding: .utf8).split(separator: "\n")
