@@ -36,22 +36,7 @@ enum KVMDriver {
 
     /// A policy whose tenant rule runs microVMs on the kvm driver, with `kernel` (nil: Bulkhead's guest kernel).
     static func policy(_ s: Tier.Scratch, kernel: String?) throws -> String {
-        chmod(s.dir, 0o755)
-        let path = s.dir + "/policy.yaml"
-        try """
-            version: 1
-            rules:
-              - name: own-vmm
-                match: {has_tenant: true}
-                decide: microvm
-                microvm:
-                  hypervisor: kvm
-            \(kernel.map { "      kernel: \($0)" } ?? "")
-              - name: default
-                decide: namespace
-            """.write(toFile: path, atomically: false, encoding: .utf8)
-        chmod(path, 0o644)
-        return path
+        try Tier.writePolicy(s, rule: "own-vmm", microvm: "      hypervisor: kvm" + (kernel.map { "\n      kernel: \($0)" } ?? ""))
     }
 
     static func admission(_ s: Tier.Scratch, _ policy: String) -> [String] {
@@ -62,6 +47,30 @@ enum KVMDriver {
 
     static func processState(_ pid: Int32) -> String {
         read("/proc/\(pid)/status").split(separator: "\n").first { $0.hasPrefix("State:") }.map(String.init) ?? "gone"
+    }
+}
+
+extension Tier {
+    /// A policy (mode 0644 in a 0755 directory, as the trust check wants) whose rule `rule` sends every tenant's
+    /// workload to a microVM with the given `microvm:` settings (indented six spaces) and extra rule lines; others
+    /// go to namespaces.
+    static func writePolicy(_ s: Scratch, rule: String, microvm: String, extra: String = "") throws -> String {
+        chmod(s.dir, 0o755)
+        let path = s.dir + "/policy.yaml"
+        try """
+            version: 1
+            rules:
+              - name: \(rule)
+                match: {has_tenant: true}
+                decide: microvm
+                microvm:
+            \(microvm)
+            \(extra)
+              - name: default
+                decide: namespace
+            """.write(toFile: path, atomically: false, encoding: .utf8)
+        chmod(path, 0o644)
+        return path
     }
 }
 

@@ -9,23 +9,7 @@ import Glibc
 /// by KVMDriverTests and DriverSelectionTests.)
 @Suite(.serialized) struct MicroVMPolicySettingsTests {
     static func writePolicy(_ s: Tier.Scratch, _ microvm: String) throws -> String {
-        chmod(s.dir, 0o755)
-        let path = s.dir + "/policy.yaml"
-        try """
-            version: 1
-            rules:
-              - name: sized-vm
-                match: {has_tenant: true}
-                decide: microvm
-                microvm:
-            \(microvm)
-                resources:
-                  pids: 321
-              - name: default
-                decide: namespace
-            """.write(toFile: path, atomically: false, encoding: .utf8)
-        chmod(path, 0o644)
-        return path
+        try Tier.writePolicy(s, rule: "sized-vm", microvm: microvm, extra: "    resources:\n      pids: 321")
     }
 
     @Test(.enabled(if: Tier.ready, "\(Tier.missing ?? "")"), .timeLimit(.minutes(10)))
