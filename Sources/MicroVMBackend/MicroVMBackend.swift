@@ -346,6 +346,12 @@ public struct MicroVMBackend: Backend {
             try sys("kill", "qemu pid \(q)") { Glibc.kill(q, SIGKILL) }
             return
         }
+        if all, record.status != .created {
+            // runc's --all: every process of the container — here the workload and every exec'd process in the guest.
+            let reply = try command("signal-all \(signal)", stateDirectory: stateDirectory(record))
+            guard reply == "ok" else { throw RuntimeError("cannot signal the processes of container \(record.id): \(reply)") }
+            return
+        }
         try sys("kill", "monitor pid \(record.pid)") { Glibc.kill(record.pid, signal) }
     }
 

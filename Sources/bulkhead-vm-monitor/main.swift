@@ -342,6 +342,17 @@ var waitingForStats: [Int32] = []
         if let problem = driver.resume() { reply(fd, "error \(problem)"); return }
         unlink(stateDirectory + "/" + MonitorConfig.pausedMarker)
         reply(fd, "ok")
+    case let line where line.hasPrefix("signal-all "):
+        guard let sig = Int32(line.dropFirst(11)), sig > 0, sig < 65 else { reply(fd, "error bad signal in '\(line.prefix(40))'"); return }
+        guard started else { reply(fd, "error the container has not started"); return }
+        do {
+            // The exec'd processes first: when the workload ends, the guest powers off.
+            for c in execConnections.values where c.running && !c.exited {
+                if let p = c.process { try channel.send(.signal(process: p, signal: sig)) }
+            }
+            if status == nil { try channel.send(.signal(process: 0, signal: sig)) }
+            reply(fd, "ok")
+        } catch { reply(fd, "error \(error)") }
     case "ps", "stats":
         guard access(stateDirectory + "/" + MonitorConfig.pausedMarker, F_OK) != 0 else { reply(fd, "error the container is paused (its guest cannot answer)"); return }
         do {

@@ -170,6 +170,28 @@ extension Int32 {
         #expect(!FileManager.default.fileExists(atPath: "/sys/fs/cgroup/memory/bulkhead/vm-\(vmm)"), "the VMM's cgroup is left behind")
     }
 
+    /// `kill --all` reaches the workload and every exec'd process in the guest (runc's --all); plain `kill` only the
+    /// workload.
+    @Test(.enabled(if: KVMDriver.ready, "\(KVMDriver.missing ?? "")"), .timeLimit(.minutes(5)))
+    func killAllSignalsTheWorkloadAndEveryExecdProcess() throws {
+        let s = try Tier.Scratch("kvm-all", args: ["fake-sleep"])
+        defer { s.forceDelete("kvm-all") }
+        let policy = try KVMDriver.policy(s, kernel: try FreestandingGuests.elf("fakeagent"))
+        let id = "kvm-all"
+        let log = s.dir + "/out.log", execLog = s.dir + "/exec.log"
+        #expect(try Tier.runShell("\(Tier.bulkhead) \(s.globals.joined(separator: " ")) run -d \(KVMDriver.admission(s, policy).joined(separator: " ")) -b \(s.bundle) \(id) >\(log) 2>&1 </dev/null", timeout: 120) == 0)
+        // A long-running exec, detached: its host stand-in's pid goes to the pid file.
+        #expect(try Tier.runShell("\(Tier.bulkhead) \(s.globals.joined(separator: " ")) exec -d --pid-file \(s.dir)/exec.pid \(id) fake-sleep >\(execLog) 2>&1 </dev/null", timeout: 60) == 0)
+        let execPid = Int32(KVMDriver.read(s.dir + "/exec.pid")) ?? 0
+        #expect(execPid > 0 && ChildProcess.isAlive(execPid))
+        #expect(Tier.waitUntil(30) { KVMDriver.read(execLog).contains("fake agent: exec 1") })
+        #expect(try Tier.run(s.globals + ["kill", "--all", id, "TERM"]).code == 0)
+        #expect(Tier.waitUntil(30) { KVMDriver.read(execLog).contains("fake agent: exec got signal 15") }, "exec output: \(KVMDriver.read(execLog))")
+        #expect(Tier.waitUntil(30) { KVMDriver.read(log).contains("fake agent: signal 15") }, "output: \(KVMDriver.read(log))")
+        #expect(Tier.waitUntil(30) { ((try? Tier.state(s, id))?["status"] as? String) == "stopped" })
+        #expect(Tier.waitUntil(10) { let st = KVMDriver.processState(execPid); return st == "gone" || st.contains("Z") }, "the exec stand-in still runs")
+    }
+
     /// `kill -9` of the monitor takes the VMM with it (parent-death signal); `delete --force` removes the rest.
     @Test(.enabled(if: KVMDriver.ready, "\(KVMDriver.missing ?? "")"), .timeLimit(.minutes(5)))
     func killingTheMonitorEndsTheVMMAndDeleteForceCleansUp() throws {

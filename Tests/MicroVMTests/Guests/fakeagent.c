@@ -5,8 +5,8 @@
 
    What it does with the container's spec (the create document): "fake-exit=N" anywhere in it sets the exit
    code; "fake-sleep" makes the process wait for a signal (it then ends as killed by that signal); "fake-cat"
-   echoes the container's stdin to its stdout until stdin closes. exec'd processes print
-   one line and exit 0. After the container's process ends it announces shutdown and resets the VM, as the agent
+   echoes the container's stdin to its stdout until stdin closes. exec'd processes print one line and exit 0, or,
+   with "fake-sleep" in their spec, wait for a signal too. After the container's process ends it announces shutdown and resets the VM, as the agent
    powers off. It prints its progress on the UART (console.log). */
 #include "guest.h"
 
@@ -30,6 +30,7 @@ static char containerID[128];
 static uint32_t containerIDLength;
 static int32_t exitCode;
 static int waitForSignal, echoStdin, started, done;
+static uint32_t sleepingExec[8]; /* exec'd processes waiting for a signal ("fake-sleep" in their spec), 0: free */
 
 static void send_control(uint32_t id, uint16_t event, uint16_t value) {
     cout = (struct control){ id, event, value };
@@ -126,19 +127,33 @@ static void handle(uint8_t type, const uint8_t *p, uint32_t n) {
     case T_CLOSE_STDIN:
         if (n >= 4 && be32(p) == 0 && echoStdin && started) finish(0, 0, exitCode);
         break;
-    case T_SIGNAL:
-        if (n < 8 || be32(p) != 0 || !started) break;
+    case T_SIGNAL: {
+        if (n < 8 || !started) break;
+        uint32_t process = be32(p);
+        if (process != 0) {
+            for (int i = 0; i < 8; i++) if (sleepingExec[i] == process) {
+                sleepingExec[i] = 0;
+                line_with_number(line, "fake agent: exec got signal ", be32(p + 4));
+                output(process, 2, line);
+                finish(process, 1, (int32_t)be32(p + 4));
+            }
+            break;
+        }
         line_with_number(line, "fake agent: signal ", be32(p + 4));
         output(0, 2, line);
         finish(0, 1, (int32_t)be32(p + 4));
         break;
+    }
     case T_EXEC: {
         if (n < 4) break;
         uint32_t process = be32(p);
         begin(T_STARTED); u32(process); u32(100 + process); send(0);
         line_with_number(line, "fake agent: exec ", process);
         output(process, 1, line);
-        finish(process, 0, 0);
+        int sleeps = 0;
+        for (uint32_t i = 4; i + 10 <= n; i++) if (match(p + i, "fake-sleep")) sleeps = 1;
+        for (int i = 0; sleeps && i < 8; i++) if (sleepingExec[i] == 0) { sleepingExec[i] = process; break; }
+        if (!sleeps) finish(process, 0, 0);
         break;
     }
     case T_LIST:
