@@ -200,14 +200,22 @@ let clientEncoder = FrameEncoder()
 let stdinQueueLimit = 1 << 20
 
 /// One `bulkhead-vm-monitor exec` connected to the command socket: its process in the guest and its framed stream.
+/// Frames to the client are queued and written as its socket accepts them (non-blocking): a client that stops
+/// reading stalls neither the workload's stdio nor other execs. One that falls ``execBacklogLimit`` behind is cut off.
 final class ExecConnection {
     let fd: Int32
     var decoder = FrameDecoder()
     var process: UInt32?
     var running = false
     var exited = false
+    var outgoing: [UInt8] = []
+    var offset = 0
+    /// Close once the queue is written (the process ended).
+    var closeWhenFlushed = false
     init(fd: Int32) { self.fd = fd }
+    var pending: Int { outgoing.count - offset }
 }
+let execBacklogLimit = 64 << 20
 var execConnections: [Int32: ExecConnection] = [:]
 var nextProcess: UInt32 = 1
 /// Command connections waiting for the guest's answer to ps / stats, in order.
@@ -230,23 +238,48 @@ var waitingForStats: [Int32] = []
     execConnections[c.fd] = nil
 }
 
+/// Writes what the client's socket takes now; closes the connection once an ended process's queue is out.
+@MainActor func flushExec(_ c: ExecConnection) {
+    while c.pending > 0 {
+        let n = c.outgoing.withUnsafeBytes { send(c.fd, $0.baseAddress! + c.offset, $0.count - c.offset, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+        if n > 0 { c.offset += n; continue }
+        if n < 0 && errno == EINTR { continue }
+        if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { break }
+        // The client is gone.
+        c.outgoing.removeAll(); c.offset = 0
+        dropExec(c)
+        return
+    }
+    if c.pending == 0 {
+        c.outgoing.removeAll(keepingCapacity: true); c.offset = 0
+        if c.closeWhenFlushed {
+            close(c.fd)
+            execConnections[c.fd] = nil
+        }
+    }
+}
+
 @MainActor func toExec(_ process: UInt32, _ message: Message) {
     guard let c = execConnections.values.first(where: { $0.process == process }) else { return }
-    if let frame = try? clientEncoder.encode(message) { writeAll(c.fd, frame) }
+    if let frame = try? clientEncoder.encode(message) { c.outgoing += frame }
     switch message {
     case .started:
         c.running = true
     case .exited:
         c.exited = true
-        close(c.fd)
-        execConnections[c.fd] = nil
+        c.closeWhenFlushed = true
     case .error where !c.running:
         // The process never ran: nothing more will come for it.
         c.exited = true
-        close(c.fd)
-        execConnections[c.fd] = nil
+        c.closeWhenFlushed = true
     default: break
     }
+    if c.pending > execBacklogLimit {
+        logLine("exec client of process \(process) is \(c.pending) bytes behind; cutting it off (its process is killed)")
+        dropExec(c)
+        return
+    }
+    flushExec(c)
 }
 
 @MainActor func handle(_ message: Message) {
@@ -373,7 +406,11 @@ while !(status != nil && stdoutClosed && stderrClosed) && !vmGone {
                pollfd(fd: channel.stdio, events: Int16(POLLIN | (channel.hasQueuedStdin ? POLLOUT : 0)), revents: 0),
                pollfd(fd: wantStdin ? inputFD : -1, events: Int16(POLLIN), revents: 0)]
     let execs = Array(execConnections.values)
-    for c in execs { fds.append(pollfd(fd: backlogged ? -1 : c.fd, events: Int16(POLLIN), revents: 0)) }
+    for c in execs {
+        // Reading from a client is held back while the guest's stdin queue is full; writing to it never is.
+        let events = (backlogged || c.closeWhenFlushed ? 0 : POLLIN) | (c.pending > 0 ? POLLOUT : 0)
+        fds.append(pollfd(fd: c.fd, events: Int16(events), revents: 0))
+    }
     let r = poll(&fds, nfds_t(fds.count), 1000)
     if r < 0 { if errno == EINTR { continue }; break }
     if fds[0].revents != 0 { serveCommand() }
@@ -405,7 +442,10 @@ while !(status != nil && stdoutClosed && stderrClosed) && !vmGone {
             if terminal == nil { try? channel.send(.closeStdin(process: 0)) }
         }
     }
-    for (i, c) in execs.enumerated() where fds[5 + i].revents != 0 && execConnections[c.fd] != nil { serveExec(c) }
+    for (i, c) in execs.enumerated() where fds[5 + i].revents != 0 && execConnections[c.fd] != nil {
+        if fds[5 + i].revents & Int16(POLLOUT) != 0 { flushExec(c) }
+        if execConnections[c.fd] != nil && fds[5 + i].revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 && !c.closeWhenFlushed { serveExec(c) }
+    }
     if fds[2].revents != 0 || fds[3].revents != 0 {
         do {
             while let message = try channel.receive(deadlineMs: nowMs() + 1) { handle(message) }
@@ -415,6 +455,12 @@ while !(status != nil && stdoutClosed && stderrClosed) && !vmGone {
     }
 }
 
+// What the exec'd processes wrote last still goes to their clients (a little patience for slow readers).
+let flushDeadline = nowMs() + 2_000
+while nowMs() < flushDeadline, let c = execConnections.values.first(where: { $0.pending > 0 }) {
+    var p = pollfd(fd: c.fd, events: Int16(POLLOUT), revents: 0)
+    if poll(&p, 1, 100) > 0 { flushExec(c) }
+}
 for c in execConnections.values { close(c.fd) }
 for fd in waitingForProcessList + waitingForStats { reply(fd, "error the container ended") }
 unlink(stateDirectory + "/" + MonitorConfig.pausedMarker)

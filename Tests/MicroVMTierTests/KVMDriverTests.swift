@@ -192,6 +192,34 @@ extension Int32 {
         #expect(Tier.waitUntil(10) { let st = KVMDriver.processState(execPid); return st == "gone" || st.contains("Z") }, "the exec stand-in still runs")
     }
 
+    /// An exec client that stops reading (stopped with SIGSTOP while its process floods 2 MiB) stalls nothing: the
+    /// monitor queues its output, keeps answering, and hands it all over once the client reads again.
+    @Test(.enabled(if: KVMDriver.ready, "\(KVMDriver.missing ?? "")"), .timeLimit(.minutes(5)))
+    func aStalledExecClientStallsNothingElse() throws {
+        let s = try Tier.Scratch("kvm-stall", args: ["fake-sleep"])
+        defer { s.forceDelete("kvm-stall") }
+        let policy = try KVMDriver.policy(s, kernel: try FreestandingGuests.elf("fakeagent"))
+        let id = "kvm-stall"
+        #expect(try Tier.runShell("\(Tier.bulkhead) \(s.globals.joined(separator: " ")) run -d \(KVMDriver.admission(s, policy).joined(separator: " ")) -b \(s.bundle) \(id) >/dev/null 2>&1 </dev/null", timeout: 120) == 0)
+        let execLog = s.dir + "/exec.out"
+        // The stand-in stops itself before the guest's output can reach it... as far as a shell allows: it is
+        // stopped right after it started, and the flood is far more than the socket buffers hold.
+        #expect(try Tier.runShell("\(Tier.bulkhead) \(s.globals.joined(separator: " ")) exec -d --pid-file \(s.dir)/exec.pid \(id) fake-flood >\(execLog) 2>/dev/null </dev/null; kill -STOP $(cat \(s.dir)/exec.pid)", timeout: 60) == 0)
+        let execPid = Int32(KVMDriver.read(s.dir + "/exec.pid")) ?? 0
+        #expect(execPid > 0)
+        defer { kill(execPid, SIGCONT) }
+        // The guest (single-threaded) is busy until its flood is out; the monitor has taken it all by then.
+        #expect(Tier.waitUntil(120) { KVMDriver.read("\(s.root)/\(id)/console.log").contains("fake agent: flood sent") })
+        // The monitor still answers while the client is stopped.
+        let ps = try Tier.run(s.globals + ["ps", id], timeout: 20)
+        #expect(ps.code == 0 && ps.text.contains("fake-agent"), "ps while an exec client is stopped: \(ps.stderr)")
+        kill(execPid, SIGCONT)
+        #expect(Tier.waitUntil(120) { let st = KVMDriver.processState(execPid); return st == "gone" || st.contains("Z") })
+        let size = (try? FileManager.default.attributesOfItem(atPath: execLog)[.size] as? Int) ?? 0
+        #expect(size == "fake agent: exec 1\n".utf8.count + (2 << 20), "exec output: \(size) bytes")
+        #expect(try Tier.run(s.globals + ["kill", id, "KILL"]).code == 0)
+    }
+
     /// `kill -9` of the monitor takes the VMM with it (parent-death signal); `delete --force` removes the rest.
     @Test(.enabled(if: KVMDriver.ready, "\(KVMDriver.missing ?? "")"), .timeLimit(.minutes(5)))
     func killingTheMonitorEndsTheVMMAndDeleteForceCleansUp() throws {

@@ -6,7 +6,7 @@
    What it does with the container's spec (the create document): "fake-exit=N" anywhere in it sets the exit
    code; "fake-sleep" makes the process wait for a signal (it then ends as killed by that signal); "fake-cat"
    echoes the container's stdin to its stdout until stdin closes. exec'd processes print one line and exit 0, or,
-   with "fake-sleep" in their spec, wait for a signal too. After the container's process ends it announces shutdown and resets the VM, as the agent
+   with "fake-sleep" in their spec, wait for a signal too; "fake-flood" makes one write 2 MiB first. After the container's process ends it announces shutdown and resets the VM, as the agent
    powers off. It prints its progress on the UART (console.log). */
 #include "guest.h"
 
@@ -150,8 +150,18 @@ static void handle(uint8_t type, const uint8_t *p, uint32_t n) {
         begin(T_STARTED); u32(process); u32(100 + process); send(0);
         line_with_number(line, "fake agent: exec ", process);
         output(process, 1, line);
-        int sleeps = 0;
-        for (uint32_t i = 4; i + 10 <= n; i++) if (match(p + i, "fake-sleep")) sleeps = 1;
+        int sleeps = 0, flood = 0;
+        for (uint32_t i = 4; i + 10 <= n; i++) {
+            if (match(p + i, "fake-sleep")) sleeps = 1;
+            if (match(p + i, "fake-flood")) flood = 1;
+        }
+        /* fake-flood: 2 MiB of output ("0123456789abcde\n" over and over) before the exit. */
+        for (int chunk = 0; flood && chunk < 32; chunk++) {
+            begin(T_OUTPUT); u32(process); u8(1); u32(64 << 10);
+            for (uint32_t i = 0; i < (64 << 10); i++) out[used++] = "0123456789abcde\n"[i & 15];
+            send(1);
+        }
+        if (flood) puts_("fake agent: flood sent\n");
         for (int i = 0; sleeps && i < 8; i++) if (sleepingExec[i] == 0) { sleepingExec[i] = process; break; }
         if (!sleeps) finish(process, 0, 0);
         break;
