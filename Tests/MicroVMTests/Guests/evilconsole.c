@@ -2,12 +2,11 @@
    read, receive buffers it must not write, looping chains, register abuse. The VMM must survive every one and
    report it; afterwards the ports still carry a message each way. Each step prints its name on the UART. */
 #include "guest.h"
-enum { DEVICE_READY = 0, DEVICE_ADD = 1, PORT_READY = 3, PORT_OPEN = 6 };
-struct control { uint32_t id; uint16_t event, value; };
+enum { DEVICE_READY = CONSOLE_DEVICE_READY, PORT_READY = CONSOLE_PORT_READY, PORT_OPEN = CONSOLE_PORT_OPEN };
 static struct queue rx0, tx0, crx, ctx, rx1, tx1;
 static uint8_t cbuf[8][64];
 static uint8_t rbuf[256];
-static struct control out;
+static struct console_control out;
 static char line[64];
 
 static void step(const char *name) { puts_(name); putc_('\n'); }
@@ -19,7 +18,7 @@ static void send_control_raw(uint64_t addr, uint32_t len) {
 }
 
 static void send_control(uint32_t id, uint16_t event, uint16_t value) {
-    out = (struct control){ id, event, value };
+    out = (struct console_control){ id, event, value };
     send_control_raw((uintptr_t)&out, sizeof(out));
 }
 
@@ -39,10 +38,7 @@ void main(void) {
     queue_setup(b, &rx0, 0); queue_setup(b, &tx0, 1); queue_setup(b, &crx, 2); queue_setup(b, &ctx, 3);
     queue_setup(b, &rx1, 4); queue_setup(b, &tx1, 5);
     virtio_ready(b);
-    for (uint16_t i = 0; i < 8; i++) {
-        crx.desc[i] = (struct desc){ (uintptr_t)cbuf[i], 64, DESC_WRITE, 0 };
-        queue_offer(&crx, i);
-    }
+    console_offer_control_buffers(&crx, cbuf);
 
     /* Hostile control messages before and around the real handshake. */
     send_control_raw(0xfff00000000ull, 8);                step("control-beyond-ram");
@@ -54,16 +50,7 @@ void main(void) {
 
     /* The real handshake: both ports open. */
     send_control(0, DEVICE_READY, 1);
-    int opened = 0;
-    while (opened < 2) {
-        uint32_t id;
-        int64_t len = queue_wait_id(&crx, &id);
-        if (len < 0 || id >= 8) { puts_("control receive timeout\n"); reset(); }
-        struct control *c = (struct control *)cbuf[id];
-        if (c->event == DEVICE_ADD) send_control(c->id, PORT_READY, 1);
-        else if (c->event == PORT_OPEN && c->value == 1) { send_control(c->id, PORT_OPEN, 1); opened++; }
-        queue_offer(&crx, (uint16_t)id);
-    }
+    console_open_ports(&crx, cbuf, 2, send_control, 0);
     step("ports-open");
 
     /* Transmit buffers the device must refuse to read. */

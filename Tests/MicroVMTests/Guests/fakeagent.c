@@ -10,11 +10,9 @@
    powers off. It prints its progress on the UART (console.log). */
 #include "guest.h"
 
-enum { DEVICE_READY = 0, DEVICE_ADD = 1, PORT_READY = 3, PORT_OPEN = 6 };
 enum { T_HELLO = 1, T_CREATE = 2, T_CREATED = 3, T_START = 4, T_EXEC = 5, T_STARTED = 6, T_STDIN = 7, T_CLOSE_STDIN = 8,
        T_OUTPUT = 9, T_SIGNAL = 10,
        T_EXITED = 12, T_SHUTDOWN = 14, T_LIST = 15, T_PROCESS_LIST = 16, T_STATS_REQUEST = 17, T_STATS = 18 };
-struct control { uint32_t id; uint16_t event, value; };
 
 static struct queue rx[2], tx[2], crx, ctx;
 static uint8_t cbuf[8][64];
@@ -24,7 +22,7 @@ static uint8_t rbuf[2][RXN][RXBUF];
 static uint8_t stream[2][256 << 10];
 static uint32_t streamLength[2];
 static uint8_t out[80 << 10];
-static struct control cout;
+static struct console_control cout;
 static uint8_t version = 1;
 static char containerID[128];
 static uint32_t containerIDLength;
@@ -33,7 +31,7 @@ static int waitForSignal, echoStdin, started, done;
 static uint32_t sleepingExec[8]; /* exec'd processes waiting for a signal ("fake-sleep" in their spec), 0: free */
 
 static void send_control(uint32_t id, uint16_t event, uint16_t value) {
-    cout = (struct control){ id, event, value };
+    cout = (struct console_control){ id, event, value };
     ctx.desc[0] = (struct desc){ (uintptr_t)&cout, sizeof(cout), 0, 0 };
     queue_offer(&ctx, 0);
     if (queue_wait(&ctx) < 0) { puts_("fake agent: control send timeout\n"); reset(); }
@@ -212,27 +210,15 @@ void main(void) {
     queue_setup(b, &rx[0], 0); queue_setup(b, &tx[0], 1); queue_setup(b, &crx, 2); queue_setup(b, &ctx, 3);
     queue_setup(b, &rx[1], 4); queue_setup(b, &tx[1], 5);
     virtio_ready(b);
-    for (uint16_t i = 0; i < 8; i++) {
-        crx.desc[i] = (struct desc){ (uintptr_t)cbuf[i], 64, DESC_WRITE, 0 };
-        queue_offer(&crx, i);
-    }
+    console_offer_control_buffers(&crx, cbuf);
     for (int port = 0; port < 2; port++) {
         for (uint16_t i = 0; i < RXN; i++) {
             rx[port].desc[i] = (struct desc){ (uintptr_t)rbuf[port][i], RXBUF, DESC_WRITE, 0 };
             queue_offer(&rx[port], i);
         }
     }
-    send_control(0, DEVICE_READY, 1);
-    int opened = 0;
-    while (opened < 2) {
-        uint32_t id;
-        int64_t len = queue_wait_id(&crx, &id);
-        if (len < 0 || id >= 8) { puts_("fake agent: control receive timeout\n"); reset(); }
-        struct control *c = (struct control *)cbuf[id];
-        if (c->event == DEVICE_ADD) send_control(c->id, PORT_READY, 1);
-        else if (c->event == PORT_OPEN && c->value == 1) { send_control(c->id, PORT_OPEN, 1); opened++; }
-        queue_offer(&crx, (uint16_t)id);
-    }
+    send_control(0, CONSOLE_DEVICE_READY, 1);
+    console_open_ports(&crx, cbuf, 2, send_control, 0);
     puts_("fake agent: ports open\n");
     begin(T_HELLO); u8(1); u8(2); text("bulkhead fake agent (test guest)"); send(0);
     while (!done) {
