@@ -439,7 +439,7 @@ struct PolicyLoader {
             case "has_tenant": m.hasTenant = bool(value, "match.has_tenant")
             case "image":
                 m.image = globs(value, "match.image")
-                for g in m.image ?? [] where !g.pattern.contains("/") && !g.pattern.hasPrefix("**") {
+                for g in m.image ?? [] where Self.lacksRegistryPath(g.pattern) {
                     warning(value.location, "match.image '\(g.pattern.prefix(60))' has no '/': image patterns match the full name registry/repository:tag (busybox is docker.io/library/busybox:latest), so write e.g. docker.io/library/busybox:*")
                 }
             case "digest":
@@ -496,6 +496,21 @@ struct PolicyLoader {
             if let g = globs(value, "\(what).\(key)") { out[key] = g }
         }
         return out.count == node.count ? out : nil
+    }
+
+    /// An image pattern without '/' (and not starting with `**`): it cannot match a full image name.
+    static func lacksRegistryPath(_ pattern: String) -> Bool {
+        var copy = pattern
+        let ascii: Bool? = copy.withUTF8 { u in
+            var slash = false
+            for b in u {
+                if b >= 0x80 { return nil }   // not ASCII: ask String (grapheme clusters)
+                if b == UInt8(ascii: "/") { slash = true }
+            }
+            return !slash && !(u.count >= 2 && u[0] == UInt8(ascii: "*") && u[1] == UInt8(ascii: "*"))
+        }
+        if let ascii { return ascii }
+        return !pattern.contains("/") && !pattern.hasPrefix("**")
     }
 
     static func isDigest(_ s: String) -> Bool {

@@ -2,6 +2,8 @@
 //
 //   policy-bench write FILE [RULES]   write the generated policy (so other loaders can read the same bytes)
 //   policy-bench run FILE             time loading+validating FILE and deciding against it; print medians
+//   policy-bench load FILE [N]        load FILE N times (for instruction counts: callgrind on N=1 and N=3)
+//   policy-bench diagnose FILE...     print every diagnostic of each FILE (to compare loaders on the same inputs)
 import Policy
 #if canImport(Glibc)
 import Glibc
@@ -107,6 +109,12 @@ case "run":
         let e0 = cpuNow()
         _ = p.decide(request, explain: true)
         print("    explain (full trace): \(format3(Double(cpuNow() - e0) / 1e3)) µs CPU")
+    }
+case "diagnose":   // for comparing loaders: every diagnostic of each FILE, as `policy check` prints them
+    for path in args[2...] {
+        let (policy, diagnostics) = Policy.check(readFile(path), source: path)
+        print("== \(path): \(policy == nil ? "invalid" : "valid, \(policy!.rules.count) rules")")
+        for d in diagnostics { print(d) }
     }
 case "load":   // for profiling: load only
     let bytes = readFile(args[2])
