@@ -39,38 +39,47 @@ public final class Glob: Sendable, Hashable, CustomStringConvertible {
                 prefix = Array(u)
                 return
             }
-            tokens.reserveCapacity(u.count)
-            prefix.reserveCapacity(u.count)
-            // What the last token is: 0 a byte (or none), 1 `*`, 2 `**` (runs of stars collapse into one token).
-            var last = 0
-            var i = 0
-            while i < u.count {
-                let b = u[i]
-                i += 1
-                switch b {
-                case UInt8(ascii: "\\"):
-                    var c = b
-                    if i < u.count { c = u[i]; i += 1 }
-                    tokens.append(.byte(c))
-                    if !wild { prefix.append(c) }
-                    last = 0
-                case UInt8(ascii: "*"):
-                    wild = true
-                    if i < u.count && u[i] == UInt8(ascii: "*") {
-                        while i < u.count && u[i] == UInt8(ascii: "*") { i += 1 }
-                        if last != 2 { tokens.append(.doubleStar); last = 2 }
-                    } else if last == 0 {
-                        tokens.append(.star)
-                        last = 1
+            // Tokens and prefix are written into scratch space first and copied into arrays of their exact size
+            // (cheaper than growing arrays element by element).
+            withUnsafeTemporaryAllocation(of: Token.self, capacity: u.count) { t in
+                // What the last token is: 0 a byte (or none), 1 `*`, 2 `**` (runs of stars collapse into one token).
+                var last = 0
+                var i = 0
+                var n = 0
+                while i < u.count {
+                    let b = u[i]
+                    i += 1
+                    switch b {
+                    case UInt8(ascii: "\\"):
+                        var c = b
+                        if i < u.count { c = u[i]; i += 1 }
+                        t.initializeElement(at: n, to: .byte(c)); n += 1
+                        last = 0
+                    case UInt8(ascii: "*"):
+                        wild = true
+                        if i < u.count && u[i] == UInt8(ascii: "*") {
+                            while i < u.count && u[i] == UInt8(ascii: "*") { i += 1 }
+                            if last != 2 { t.initializeElement(at: n, to: .doubleStar); n += 1; last = 2 }
+                        } else if last == 0 {
+                            t.initializeElement(at: n, to: .star); n += 1
+                            last = 1
+                        }
+                    case UInt8(ascii: "?"):
+                        wild = true
+                        t.initializeElement(at: n, to: .one); n += 1
+                        last = 0
+                    default:
+                        t.initializeElement(at: n, to: .byte(b)); n += 1
+                        last = 0
                     }
-                case UInt8(ascii: "?"):
-                    wild = true
-                    tokens.append(.one)
-                    last = 0
-                default:
-                    tokens.append(.byte(b))
-                    if !wild { prefix.append(b) }
-                    last = 0
+                }
+                let written = UnsafeBufferPointer(rebasing: t[0..<n])
+                tokens = Array(written)
+                // The literal bytes before the first wildcard.
+                withUnsafeTemporaryAllocation(of: UInt8.self, capacity: n) { p in
+                    var leading = 0
+                    while leading < n, case .byte(let b) = written[leading] { p.initializeElement(at: leading, to: b); leading += 1 }
+                    prefix = Array(UnsafeBufferPointer(rebasing: p[0..<leading]))
                 }
             }
         }

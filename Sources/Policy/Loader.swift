@@ -73,17 +73,17 @@ struct PolicyLoader {
 
     // MARK: generic shapes
 
-    /// The entries of a mapping, each key checked against `allowed` (unknown keys are errors, with a suggestion).
-    /// A known key is returned as the `allowed` string itself, so no string is made for it.
-    mutating func fields(_ node: YAMLNode, _ what: @autoclosure () -> String, allowed keys: KeySet) -> [(key: String, keyNode: YAMLNode, value: YAMLNode)]? {
+    /// The entries of a mapping, each key checked against `allowed` (unknown keys are errors, with a suggestion,
+    /// all reported before any value is looked at). A known key comes back as the `allowed` string itself, so no
+    /// string is made for it, and the entries are walked in place, not collected into a list.
+    mutating func fields(_ node: YAMLNode, _ what: @autoclosure () -> String, allowed keys: KeySet) -> KnownFields? {
         guard node.isMapping else {
             error(node.location, "\(what()) must be a mapping, found \(node.kindName)")
             return nil
         }
-        var known: [(key: String, keyNode: YAMLNode, value: YAMLNode)] = []
-        known.reserveCapacity(node.count)
+        var known = 0
         for e in node.entries {
-            if let k = e.key.index(in: keys) { known.append((keys.names[k], e.key, e.value)); continue }
+            if e.key.index(in: keys) != nil { known += 1; continue }
             let allowed = keys.names
             let key = e.key.text
             var message = "unknown key '\(key)' in \(what())"
@@ -94,7 +94,22 @@ struct PolicyLoader {
             }
             error(e.key.location, message)
         }
-        return known
+        return KnownFields(entries: node.entries, keys: keys, count: known)
+    }
+
+    /// The entries of a mapping whose keys are allowed, in file order.
+    struct KnownFields: Sequence, IteratorProtocol {
+        var entries: YAMLNode.Entries
+        let keys: KeySet
+        /// How many there are.
+        let count: Int
+
+        mutating func next() -> (key: String, keyNode: YAMLNode, value: YAMLNode)? {
+            while let e = entries.next() {
+                if let k = e.key.index(in: keys) { return (keys.names[k], e.key, e.value) }
+            }
+            return nil
+        }
     }
 
     mutating func string(_ node: YAMLNode, _ what: @autoclosure () -> String) -> String? {
@@ -148,8 +163,20 @@ struct PolicyLoader {
         return nil
     }
 
+    /// Like ``strings(_:_:)`` (same checks, same messages), made into globs without a list in between.
     mutating func globs(_ node: YAMLNode, _ what: @autoclosure () -> String) -> [Glob]? {
-        strings(node, what())?.map { Glob($0.0) }
+        if node.isSequence {
+            if node.count == 0 { error(node.location, "\(what()) must not be an empty list"); return nil }
+            var out: [Glob] = []
+            out.reserveCapacity(node.count)
+            var ok = true
+            for item in node.items {
+                if let s = string(item, "each entry of \(what())") { out.append(Glob(s)) } else { ok = false }
+            }
+            return ok ? out : nil
+        }
+        if let s = string(node, "\(what()) (a string or a list of strings)") { return [Glob(s)] }
+        return nil
     }
 
     /// `true`/`false`, or a list of allowed names.
