@@ -9,10 +9,14 @@
 /// their own (the key is already a hash, so it is not hashed again: a lookup per byte of a subject stays cheap).
 struct PrefixIndex: Sendable {
     var unconstrained: [Int] = []
-    /// Open addressing, linear probing: `slots[i]` is an index into `keys`/`lists`, or -1.
+    /// Open addressing, linear probing: `slots[i]` is an index into `keys`/`heads`, or -1.
     private var slots: [Int32] = []
     private var keys: [UInt64] = []
-    private var lists: [[Int]] = []
+    /// Each key's rules as a linked list through `entryRule`/`entryNext` (newest first; -1 ends it): flat arrays
+    /// instead of one small array per prefix.
+    private var heads: [Int32] = []
+    private var entryRule: [Int32] = []
+    private var entryNext: [Int32] = []
 
     static let fnvOffset: UInt64 = 0xcbf2_9ce4_8422_2325
     static let fnvPrime: UInt64 = 0x100_0000_01b3
@@ -51,11 +55,28 @@ struct PrefixIndex: Sendable {
         guard let globs else { unconstrained.append(rule); return }
         for g in globs {
             let h = Self.hash(g.prefix)
-            if let n = list(h) { lists[n].append(rule); continue }
-            if (keys.count + 1) * 2 > slots.count { grow() }
-            slots[probe(h)] = Int32(keys.count)
-            keys.append(h)
-            lists.append([rule])
+            let n: Int
+            if let existing = list(h) {
+                n = existing
+            } else {
+                if (keys.count + 1) * 2 > slots.count { grow() }
+                n = keys.count
+                slots[probe(h)] = Int32(n)
+                keys.append(h)
+                heads.append(-1)
+            }
+            entryRule.append(Int32(rule))
+            entryNext.append(heads[n])
+            heads[n] = Int32(entryRule.count - 1)
+        }
+    }
+
+    @inline(__always)
+    private func collect(_ n: Int, into out: inout [Int]) {
+        var e = heads[n]
+        while e >= 0 {
+            out.append(Int(entryRule[Int(e)]))
+            e = entryNext[Int(e)]
         }
     }
 
@@ -64,10 +85,10 @@ struct PrefixIndex: Sendable {
         var out = unconstrained
         if keys.isEmpty { return out }
         var h = Self.fnvOffset
-        if let n = list(h) { out += lists[n] }
+        if let n = list(h) { collect(n, into: &out) }
         for b in p {
             h = (h ^ UInt64(b)) &* Self.fnvPrime
-            if let n = list(h) { out += lists[n] }
+            if let n = list(h) { collect(n, into: &out) }
         }
         return out
     }

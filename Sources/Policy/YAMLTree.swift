@@ -47,12 +47,11 @@ final class YAMLDocument {
     let nodes: UnsafeMutableBufferPointer<Node>
     let text: UnsafeMutableBufferPointer<UInt8>
 
-    init(file: String, nodes: [Node], text: [UInt8]) {
+    /// Takes ownership of both buffers (allocated with `allocate`; freed in deinit).
+    init(file: String, nodes: UnsafeMutableBufferPointer<Node>, text: UnsafeMutableBufferPointer<UInt8>) {
         self.file = file
-        self.nodes = .allocate(capacity: nodes.count)
-        _ = self.nodes.initialize(from: nodes)
-        self.text = .allocate(capacity: text.count)
-        _ = self.text.initialize(from: text)
+        self.nodes = nodes
+        self.text = text
     }
 
     deinit {
@@ -254,6 +253,55 @@ enum YAMLReader {
         }
     }
 
+    /// A growable buffer of trivial values, owned by hand: `take()` hands it over, `free()` frees what was not
+    /// handed over.
+    private struct Buffer<T> {
+        private(set) var base: UnsafeMutablePointer<T>
+        private(set) var count = 0
+        private var capacity: Int
+        private var owned = true
+
+        init(capacity: Int) {
+            self.capacity = capacity
+            base = .allocate(capacity: capacity)
+        }
+
+        private mutating func reserve(_ more: Int) {
+            if count + more <= capacity { return }
+            var size = capacity * 2
+            while size < count + more { size *= 2 }
+            let bigger = UnsafeMutablePointer<T>.allocate(capacity: size)
+            bigger.moveInitialize(from: base, count: count)
+            base.deallocate()
+            base = bigger
+            capacity = size
+        }
+
+        mutating func append(_ value: T) {
+            reserve(1)
+            (base + count).initialize(to: value)
+            count += 1
+        }
+
+        mutating func append(_ values: UnsafePointer<T>, count n: Int) {
+            reserve(n)
+            (base + count).initialize(from: values, count: n)
+            count += n
+        }
+
+        subscript(i: Int) -> T {
+            get { base[i] }
+            set { base[i] = newValue }
+        }
+
+        mutating func take() -> UnsafeMutableBufferPointer<T> {
+            owned = false
+            return UnsafeMutableBufferPointer(start: base, count: count)
+        }
+
+        func free() { if owned { base.deallocate() } }
+    }
+
     /// An open collection: where its node is, and how many children it has so far.
     private struct Frame {
         var index: Int
@@ -266,10 +314,11 @@ enum YAMLReader {
     private static func build(_ parser: UnsafeMutablePointer<yaml_parser_t>, file: String, sizeHint: Int) throws(Diagnostic) -> YAMLDocument {
         var stack: [Frame] = []
         stack.reserveCapacity(8)
-        var nodes: [YAMLDocument.Node] = []
-        nodes.reserveCapacity(sizeHint / 8)
-        var text: [UInt8] = []
-        text.reserveCapacity(sizeHint)
+        // Nodes and scalar text go into plain buffers that grow by doubling and are handed to the document
+        // as they are (no per-append bookkeeping of an Array, no copy at the end).
+        var nodes = Buffer<YAMLDocument.Node>(capacity: max(64, sizeHint / 8))
+        var text = Buffer<UInt8>(capacity: max(64, sizeHint))
+        defer { nodes.free(); text.free() }
         var documents = 0
         var finished = false
         var event = yaml_event_t()
@@ -288,16 +337,14 @@ enum YAMLReader {
         func checkDuplicateKey(_ frame: Frame, _ key: Int) throws(Diagnostic) {
             let k = nodes[key]
             var i = frame.index + 1
-            try text.withUnsafeBufferPointer { (t) throws(Diagnostic) in
-                while i < key {
-                    let other = nodes[i]
-                    if other.count == k.count
-                        && (k.count == 0 || memcmp(t.baseAddress! + Int(other.start), t.baseAddress! + Int(k.start), Int(k.count)) == 0) {
-                        let name = String(decoding: UnsafeBufferPointer(rebasing: t[Int(k.start)..<Int(k.start + k.count)]), as: UTF8.self)
-                        throw fail(k.line, k.column, "duplicate key '\(name)' (first at line \(other.line), column \(other.column))")
-                    }
-                    i = Int(nodes[i + 1].end)
+            let t = text.base
+            while i < key {
+                let other = nodes[i]
+                if other.count == k.count && (k.count == 0 || memcmp(t + Int(other.start), t + Int(k.start), Int(k.count)) == 0) {
+                    let name = String(decoding: UnsafeBufferPointer(start: t + Int(k.start), count: Int(k.count)), as: UTF8.self)
+                    throw fail(k.line, k.column, "duplicate key '\(name)' (first at line \(other.line), column \(other.column))")
                 }
+                i = Int(nodes[i + 1].end)
             }
         }
 
@@ -319,7 +366,8 @@ enum YAMLReader {
                 continue
             case YAML_STREAM_END_EVENT:
                 guard finished else { throw fail(line, column, "the file holds no YAML document; a policy starts with `version: 1`") }
-                return YAMLDocument(file: file, nodes: nodes, text: text)
+                let document = YAMLDocument(file: file, nodes: nodes.take(), text: text.take())
+                return document
             case YAML_DOCUMENT_START_EVENT:
                 documents += 1
                 if documents > 1 { throw fail(line, column, "a policy file holds one YAML document; found a second one here (`---`)") }
@@ -333,7 +381,7 @@ enum YAMLReader {
                 if s.tag != nil { throw fail(line, column, "YAML tags (!name) are not allowed in a policy") }
                 let index = nodes.count
                 let start = text.count
-                if let value = s.value, s.length > 0 { text.append(contentsOf: UnsafeBufferPointer(start: value, count: Int(s.length))) }
+                if let value = s.value, s.length > 0 { text.append(value, count: Int(s.length)) }
                 nodes.append(YAMLDocument.Node(kind: .scalar, plain: s.style == YAML_PLAIN_SCALAR_STYLE, line: line, column: column,
                                                start: Int32(start), count: Int32(text.count - start), end: Int32(index + 1)))
                 if stack.isEmpty {
