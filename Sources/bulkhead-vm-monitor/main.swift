@@ -135,28 +135,21 @@ do {
     exit(1)
 }
 
-// libvirt's own log goes to a file in the state directory, never to the container's stderr.
-setenv("LIBVIRT_LOG_OUTPUTS", "3:file:\(stateDirectory)/monitor.log", 1)
-virSetErrorFunc(nil, ignoreVirtError)
-virEventRegisterDefaultImpl()
-var eventThread = pthread_t()
-pthread_create(&eventThread, nil, runVirtEventLoop, nil)
-
-var connection: virConnectPtr? = nil
-var domain: virDomainPtr? = nil
-
-@MainActor func destroyDomain() {
-    if let domain {
-        _ = virDomainDestroy(domain)
-        _ = virDomainFree(domain)
+let driver: any VMDriver
+do {
+    if config.usesOwnVMM {
+        guard let launch = config.vmm else { throw MonitorFailure(description: "monitor.json asks for the kvm driver but describes no VM (vmm)") }
+        driver = OwnVMMDriver(launch: launch, stateDirectory: stateDirectory)
+    } else {
+        driver = try LibvirtDriver(config: config, stateDirectory: stateDirectory)
     }
-    domain = nil
-    if let connection { _ = virConnectClose(connection) }
-    connection = nil
+} catch {
+    report("error \(error)")
+    exit(1)
 }
 
 @MainActor func finish(_ code: Int32) -> Never {
-    destroyDomain()
+    driver.destroy()
     exit(code)
 }
 
@@ -164,38 +157,28 @@ let channel: GuestChannel
 let commands: UnixListener
 var terminal: HostTerminal? = nil
 do {
-    if let root = config.embedRoot { try prepareEmbedRoot(root, sharedCache: config.sharedCapabilityCache) }
-    let control = try UnixListener(path: config.domain.controlSocket)
-    let stdio = try UnixListener(path: config.domain.stdioSocket)
+    let controlPath = config.vmm?.controlSocket ?? config.domain.controlSocket
+    let stdioPath = config.vmm?.stdioSocket ?? config.domain.stdioSocket
+    let control = try UnixListener(path: controlPath)
+    let stdio = try UnixListener(path: stdioPath)
     commands = try UnixListener(path: stateDirectory + "/" + MonitorConfig.commandSocket, backlog: 16)
     // runc hands the engine the container's terminal during create; so do we (a host pty relayed to the guest's).
     if let socket = config.consoleSocket { terminal = try HostTerminal(consoleSocket: socket, controlling: true) }
-    guard let c = virConnectOpen(config.hypervisorURI) else {
-        throw MonitorFailure(description: "cannot open the hypervisor \(config.hypervisorURI): \(lastVirtError())")
-    }
-    connection = c
-    guard let d = virDomainCreateXML(c, config.domain.xml, 0) else {
-        throw MonitorFailure(description: "libvirt refused to start domain \(config.domain.name): \(lastVirtError()); see \(stateDirectory)/monitor.log")
-    }
-    domain = d
-    if let pid = qemuPid(config: config) {
+    if let pid = try driver.start() {
+        // The hypervisor process (QEMU or Bulkhead's VMM): `kill -9` and `delete` reach it through its pid.
         report("qemu \(pid)")
         try? writeFile(stateDirectory + "/" + MonitorConfig.qemuPidFile, Array("\(pid)\n".utf8))
-        let limit = (config.domain.memoryMiB + config.domain.overheadMiB) << 20
-        if let problem = HostMemoryLimit.apply(pid: pid, bytes: limit),
-           let log = try? FileDescriptor.open(stateDirectory + "/monitor.log", O_WRONLY | O_APPEND | O_CREAT, mode: 0o600) {
-            // Not the container's stderr: that belongs to the workload.
-            try? log.writeAll(Array("bulkhead-vm-monitor: warning: \(problem)\n".utf8), path: "monitor.log")
-        }
     }
-    if let root = config.embedRoot, let shared = config.sharedCapabilityCache, access(shared, F_OK) != 0 {
-        copyFiles(from: root + "/cache/qemu/capabilities", to: shared)
-    }
-    let controlFD = try control.accept(timeoutMs: 60_000)
-    let stdioFD = try stdio.accept(timeoutMs: 60_000)
+    let controlFD = try driver.accept(control, timeoutMs: 60_000)
+    let stdioFD = try driver.accept(stdio, timeoutMs: 60_000)
     channel = GuestChannel(control: controlFD, stdio: stdioFD)
-    try channel.handshake(timeoutMs: 300_000)
-    try channel.create(containerID: config.containerID, spec: readFile(config.specPath), timeoutMs: 120_000)
+    do {
+        try channel.handshake(timeoutMs: 300_000)
+        try channel.create(containerID: config.containerID, spec: readFile(config.specPath), timeoutMs: 120_000)
+    } catch {
+        if let why = driver.explainEnd(waitMs: 2_000) { throw MonitorFailure(description: "\(error) (\(why))") }
+        throw error
+    }
     report("created")
     close(syncFD)
 } catch {
@@ -351,16 +334,25 @@ var waitingForStats: [Int32] = []
         writeAll(fd, Array("ok\n".utf8))
         execConnections[fd] = ExecConnection(fd: fd)
     case "pause":
-        guard let domain else { reply(fd, "error the VM is gone"); return }
-        if virDomainSuspend(domain) != 0 { reply(fd, "error libvirt: \(lastVirtError())"); return }
+        if let problem = driver.pause() { reply(fd, "error \(problem)"); return }
         try? writeFile(stateDirectory + "/" + MonitorConfig.pausedMarker, [])
         reply(fd, "ok")
     case "resume":
-        guard let domain else { reply(fd, "error the VM is gone"); return }
         guard access(stateDirectory + "/" + MonitorConfig.pausedMarker, F_OK) == 0 else { reply(fd, "error the container is not paused"); return }
-        if virDomainResume(domain) != 0 { reply(fd, "error libvirt: \(lastVirtError())"); return }
+        if let problem = driver.resume() { reply(fd, "error \(problem)"); return }
         unlink(stateDirectory + "/" + MonitorConfig.pausedMarker)
         reply(fd, "ok")
+    case let line where line.hasPrefix("signal-all "):
+        guard let sig = Int32(line.dropFirst(11)), sig > 0, sig < 65 else { reply(fd, "error bad signal in '\(line.prefix(40))'"); return }
+        guard started else { reply(fd, "error the container has not started"); return }
+        do {
+            // The exec'd processes first: when the workload ends, the guest powers off.
+            for c in execConnections.values where c.running && !c.exited {
+                if let p = c.process { try channel.send(.signal(process: p, signal: sig)) }
+            }
+            if status == nil { try channel.send(.signal(process: 0, signal: sig)) }
+            reply(fd, "ok")
+        } catch { reply(fd, "error \(error)") }
     case "ps", "stats":
         guard access(stateDirectory + "/" + MonitorConfig.pausedMarker, F_OK) != 0 else { reply(fd, "error the container is paused (its guest cannot answer)"); return }
         do {
@@ -393,7 +385,8 @@ while !(status != nil && stdoutClosed && stderrClosed) && !vmGone {
                 if started, let size = terminal?.size { try? channel.send(.windowSize(process: 0, rows: size.rows, columns: size.columns)) }
                 continue
             }
-            if sig == SIGCHLD || sig == SIGPIPE || sig == SIGURG { continue }
+            if sig == SIGCHLD { _ = driver.reap(); continue }
+            if sig == SIGPIPE || sig == SIGURG { continue }
             if started {
                 try? channel.send(.signal(process: 0, signal: sig))
             } else if sig == SIGTERM || sig == SIGINT || sig == SIGHUP || sig == SIGQUIT {
