@@ -21,7 +21,7 @@ enum Lint {
         // Rules that can never match on their own.
         for r in rules {
             if r.match.hasTenant == false, r.match.tenant != nil {
-                out.append(Diagnostic(.warning, r.conditionLocations["tenant"] ?? r.location,
+                out.append(Diagnostic(.warning, r.conditionLocation("tenant") ?? r.location,
                     "rule '\(r.name)' can never match: it asks for a tenant and for has_tenant: false"))
             }
         }

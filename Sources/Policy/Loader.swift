@@ -395,7 +395,7 @@ struct PolicyLoader {
         let before = diagnostics.count
         guard let entries = fields(node, "a rule", allowed: Self.ruleKeys) else { return nil }
         var name: String? = nil, description: String? = nil, verdict: Verdict? = nil, allowLower = false, reason: String? = nil
-        var match = Match(), hasMatch = false, locations: [String: SourceLocation] = [:]
+        var match = Match(), hasMatch = false, locations: [(key: String, location: SourceLocation)] = []
         var ns = NamespaceSettings(), vm = MicroVMSettings(), res = ResourceCeilings()
         var allowLowerAt: SourceLocation? = nil, settingsAt: [(String, SourceLocation)] = []
         for (key, keyAt, value) in entries {
@@ -440,7 +440,7 @@ struct PolicyLoader {
         }
         return Rule(name: name, description: description, match: match, isCatchAll: !hasMatch || match.isEmpty, verdict: verdict,
                     allowLower: allowLower, reason: reason, namespace: ns, microvm: vm, resources: res,
-                    location: node.location, conditionLocations: locations)
+                    location: node.location, conditionKeys: locations)
     }
 
     static func canonicalCapability(_ c: String) -> String {
@@ -455,12 +455,13 @@ struct PolicyLoader {
         return "unknown capability '\(c.prefix(40))' (write it as Linux names it, e.g. CAP_NET_ADMIN)"
     }
 
-    mutating func matchConditions(_ node: YAMLNode) -> (Match, [String: SourceLocation])? {
+    mutating func matchConditions(_ node: YAMLNode) -> (Match, [(key: String, location: SourceLocation)])? {
         guard let entries = fields(node, "match", allowed: Self.matchKeys) else { return nil }
         var m = MatchConditions()
-        var locations = [String: SourceLocation](minimumCapacity: entries.count)
+        var locations: [(key: String, location: SourceLocation)] = []
+        locations.reserveCapacity(entries.count)
         for (key, keyAt, value) in entries {
-            locations[key] = keyAt.location
+            locations.append((key, keyAt.location))
             switch key {
             case "tenant": m.tenant = globs(value, "match.tenant")
             case "has_tenant": m.hasTenant = bool(value, "match.has_tenant")
@@ -516,8 +517,7 @@ struct PolicyLoader {
             return nil
         }
         if node.count == 0 { error(node.location, "\(what) must not be empty"); return nil }
-        var out: [String: [Glob]] = [:]
-        out.reserveCapacity(node.count)
+        var out = [String: [Glob]](minimumCapacity: node.count)
         for (keyNode, value) in node.entries {
             let key = keyNode.text
             if let g = globs(value, "\(what).\(key)") { out[key] = g }
