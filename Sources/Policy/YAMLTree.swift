@@ -127,11 +127,15 @@ struct YAMLNode {
 
     /// A plain scalar that YAML reads as null (`~`, `null`, nothing at all).
     var isNull: Bool {
-        guard isPlainScalar else { return false }
-        return count0 || textIs("~") || textIs("null") || textIs("Null") || textIs("NULL")
+        let r = raw
+        guard r.kind == .scalar && r.plain else { return false }
+        switch r.count {
+        case 0: return true
+        case 1: return doc.text[Int(r.start)] == UInt8(ascii: "~")
+        case 4: return textIs("null") || textIs("Null") || textIs("NULL")
+        default: return false
+        }
     }
-
-    private var count0: Bool { raw.count == 0 }
 
     /// A plain `true` or `false`.
     var boolValue: Bool? {
