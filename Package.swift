@@ -51,7 +51,7 @@ let package = Package(
         // The CLI verbs (one file per verb) and the thin executable over them.
         .target(name: "BulkheadCommands", dependencies: [
             "LinuxOS", "CShims", "OCIImage", "Policy", "PolicyGate",
-            "OCIRuntime", "Cgroups", "Runtime", "NamespaceBackend", "MicroVM", "MicroVMBackend", "Confine",
+            "OCIRuntime", "Cgroups", "Runtime", "NamespaceBackend", "MicroVM", "MicroVMBackend", "GuestHost", "Confine",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -92,15 +92,15 @@ let package = Package(
         .target(name: "CKVM"),
         .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
         .target(name: "MicroVM", dependencies: ["CKVM", "CSeccomp", "CShims", "LinuxOS"]),
-        .testTarget(name: "MicroVMTests", dependencies: ["MicroVM", "LinuxOS"], exclude: ["Guests"]),
+        .testTarget(name: "MicroVMTests", dependencies: ["MicroVM", "LinuxOS", "TestSupport"], exclude: ["Guests"]),
 
         // The microVM tier behind the runc verbs (issue 6 items 5-7). MicroVMBackend (in the static `bulkhead`):
         // builds the rootfs image and initramfs, starts one `bulkhead-vm-monitor` per container and talks to it.
         // bulkhead-vm-monitor (dynamically linked: libvirt cannot be linked statically) drives the libvirt domain
         // (embedded QEMU driver by default) and relays the container's stdio and signals to the guest agent.
         .systemLibrary(name: "CVirt", pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
-        .target(name: "MicroVMBackend", dependencies: ["Runtime", "OCIRuntime", "LinuxOS", "CShims", "GuestImage", "GuestHost", "GuestProtocol"]),
-        .executableTarget(name: "bulkhead-vm-monitor", dependencies: ["CVirt", "CShims", "MicroVMBackend", "GuestHost", "GuestProtocol", "LinuxOS"]),
+        .target(name: "MicroVMBackend", dependencies: ["Runtime", "OCIRuntime", "LinuxOS", "CShims", "GuestImage", "GuestHost", "GuestProtocol", "MicroVM"]),
+        .executableTarget(name: "bulkhead-vm-monitor", dependencies: ["CVirt", "CShims", "MicroVM", "MicroVMBackend", "GuestHost", "GuestProtocol", "LinuxOS"]),
         .testTarget(name: "MicroVMTierTests", dependencies: ["MicroVMBackend", "LinuxOS", "CShims", "TestSupport"]),
 
         // Capabilities and seccomp from the runtime spec (issue 4): spec -> libcap / libseccomp, in a target of its

@@ -44,6 +44,6 @@ int main(int argc, char **argv) {
     return 0;
 #endif
     qsort(runs, 30, sizeof runs[0], cmp);
-    printf("libyaml events only (%ld events): median %.3f ms CPU\n", events, runs[15]);
+    printf("libyaml events only (%ld events): median %.3f ms CPU (fastest %.3f ms CPU)\n", events, runs[15], runs[0]);
     return 0;
 }

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Side by side, in one run: `bulkhead vm run` vs `qemu-system-x86_64 -M microvm -accel kvm`, both booting the
 # same freestanding test guest (Tests/MicroVMTests/Guests/hello.c: writes one line to the UART, then halts).
-#   - start: time from the monitor's exec to the guest's first UART byte on the monitor's stdout;
+#   - start: time from the monitor's exec to the guest's first UART byte on the monitor's stdout, and, for
+#     bulkhead, to vCPU 0's first entry into the guest (the VMM reports it against BULKHEAD_TRACE_T0_NS; QEMU has
+#     no such report, so n/a);
 #   - overhead: the monitor's RSS outside the guest-RAM mapping (smaps), sampled once the guest has printed.
 # QEMU enters the ELF through its PVH note (32-bit entry in start.S that switches to long mode); Bulkhead enters
 # the same ELF at its 64-bit entry. Prints medians and ratios. Run as root from the repository's top.
@@ -47,8 +49,10 @@ def overhead_kib(pid, guest_kib):
     return total, anon
 
 def one(cmd):
+    env = dict(os.environ)
+    env["BULKHEAD_TRACE_T0_NS"] = str(time.monotonic_ns())  # bulkhead reports its first guest entry against it
     t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
     r, _, _ = select.select([p.stdout], [], [], 20)
     if not r:
         p.kill(); p.wait()
@@ -60,7 +64,11 @@ def one(cmd):
     p.send_signal(signal.SIGTERM)
     try: p.wait(5)
     except subprocess.TimeoutExpired: p.kill(); p.wait()
-    return first, rss, anon
+    entry = None
+    for line in p.stderr.read().decode(errors="replace").splitlines():
+        if line.startswith("bulkhead-trace: first guest entry "):
+            entry = float(line.split()[4])
+    return first, rss, anon, entry
 
 def baseline():
     """exec → exit of `bulkhead --version`: what starting the binary costs before any VMM work."""
@@ -76,13 +84,15 @@ for i in range(runs):  # interleaved, so load changes hit every monitor alike
     base.append(baseline())
 
 print(f"guest: {os.path.basename(guest)} ({mem} MiB RAM, 1 vCPU), {runs} runs each, interleaved; host load {os.getloadavg()[0]:.1f}")
-print(f"{'monitor':30} {'exec→first UART byte (ms)':>26} {'overhead RSS (MiB)':>19} {'of it anonymous (MiB)':>22}")
+print(f"{'monitor':30} {'exec→first guest entry (ms)':>28} {'exec→first UART byte (ms)':>26} {'overhead RSS (MiB)':>19} {'of it anonymous (MiB)':>22}")
 med = {}
 for name, rows in results.items():
     t = statistics.median(r[0] for r in rows); m = statistics.median(r[1] for r in rows) / 1024
     a = statistics.median(r[2] for r in rows) / 1024
+    entries = [r[3] for r in rows if r[3] is not None]
+    e = f"{statistics.median(entries):28.1f}" if entries else f"{'n/a':>28}"
     med[name] = (t, m, a)
-    print(f"{name:30} {t:26.1f} {m:19.2f} {a:22.2f}")
+    print(f"{name:30} {e} {t:26.1f} {m:19.2f} {a:22.2f}")
 print(f"{'(bulkhead --version: exec→exit)':30} {statistics.median(base):26.1f}")
 q = med["qemu -M microvm -accel kvm"]
 for name in monitors:

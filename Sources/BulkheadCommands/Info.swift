@@ -43,7 +43,7 @@ extension Info {
         let probe = HypervisorProbe.load(dataRoot: globals.dataRoot)
         let monitor = (try? MicroVMPaths.monitor()) ?? "bulkhead-vm-monitor missing"
         let kernel = (try? MicroVMPaths.kernelDirectory()) ?? "no guest kernel built"
-        return "libvirt domain type \(probe.domainType) (\(probe.reason)); monitor \(monitor); kernel \(kernel)"
+        return "hypervisor auto → \(probe.autoDriver) driver (\(probe.driverReason ?? probe.reason)); libvirt domain type \(probe.domainType); monitor \(monitor); kernel \(kernel); probe cached in \(HypervisorProbe.cachePath(dataRoot: globals.dataRoot)) (delete it to probe again)"
     }
 }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CShims
 import LinuxOS
+import GuestHost
 import Logging
 import MicroVM
 #if canImport(Glibc)
@@ -56,6 +57,14 @@ struct VMRun: ParsableCommand, GlobalOptionsCarrier {
     @Option(help: ArgumentHelp("Serial console: stdio, or a file to write it to.", valueName: "stdio|file"))
     var console: String = "stdio"
 
+    @Option(name: .customLong("port"), help: ArgumentHelp(
+        "A virtio-console port joined to a unix stream socket that is already listening (the VMM connects before it confines itself); the guest sees the port by NAME. Repeatable; the order is the port order.",
+        valueName: "name=socket"))
+    var ports: [String] = []
+
+    @Flag(name: .customLong("die-with-parent"), help: "End the VM (SIGKILL) when the process that started it exits (for monitors).")
+    var dieWithParent = false
+
     @Flag(name: .customLong("no-jail"), help: "Do not confine the VMM process (for debugging).")
     var noJail = false
 
@@ -67,16 +76,30 @@ struct VMRun: ParsableCommand, GlobalOptionsCarrier {
         // Forward stdin to the UART only when it is really there (a closed fd 0 would be reused by our own files).
         var stdinStat = stat()
         let stdinUsable = fstat(0, &stdinStat) == 0 && [S_IFIFO, S_IFSOCK, S_IFCHR].contains(stdinStat.st_mode & S_IFMT)
+        if dieWithParent {
+            let parent = getppid()
+            _ = bh_prctl(1 /* PR_SET_PDEATHSIG, <linux/prctl.h> */, UInt(SIGKILL), 0, 0, 0)
+            // The parent may have gone before the request took effect.
+            if getppid() != parent { throw ExitCode(137) }
+        }
         let parsedDisks = try disks.map(Self.parseDisk)
+        let parsedPorts = try ports.map(Self.parsePort)
+        var endpoints: [String: Int32] = [:]
+        for (name, socket) in parsedPorts {
+            do { endpoints[name] = try UnixSocket.connect(socket) } catch {
+                throw VMRunError("cannot connect console port \(name) to \(socket): \(error) (the socket must be listening before the VM starts)")
+            }
+        }
         var consoleFD: Int32 = 1
         if console != "stdio" {
             consoleFD = try FileDescriptor.open(console, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, mode: 0o600).take()
         }
         defer { if consoleFD != 1 { close(consoleFD) } }
-        let configuration = VMConfiguration(
+        var configuration = VMConfiguration(
             kernel: kernel, initrd: initrd, commandLine: cmdline, disks: parsedDisks, memoryMiB: memory, vcpus: vcpus,
             consoleOutputFD: consoleFD, consoleInputFD: console == "stdio" && stdinUsable ? 0 : nil,
-            hugePages: hugePages)
+            consolePorts: parsedPorts.map(\.name), hugePages: hugePages)
+        configuration.consolePortEndpoints = endpoints
 
         // Signals: SIGINT/SIGTERM arrive through a signalfd on this thread; threads inherit the blocked mask.
         var mask = sigset_t()
@@ -91,7 +114,8 @@ struct VMRun: ParsableCommand, GlobalOptionsCarrier {
         // The cgroup move runs beside the KVM set-up and completes before guest memory is written.
         let pending = noJail ? nil : try VMJail.begin(guestMemoryBytes: UInt64(max(memory, 0)) << 20)
         var jail: VMJail? = nil
-        defer { jail?.leave() } // also when set-up fails: no cgroup is left behind
+        var singleThreaded = true // until the VM's threads start, and again once they are joined
+        defer { jail?.leave(singleThreaded: singleThreaded) } // also when set-up fails: no cgroup is left behind
         func joinCgroup() throws {
             guard let pending, jail == nil else { return }
             do { jail = try pending.finish() } catch {
@@ -120,7 +144,15 @@ struct VMRun: ParsableCommand, GlobalOptionsCarrier {
             log.debug("jail: cgroup \(jail.cgroupPath ?? "none"), limit \(jail.memoryLimit) bytes")
         }
         let filters = seccomp
-        try machine.start { role in try filters?.install(role) }
+        // For bench/vmm.sh: BULKHEAD_TRACE_T0_NS (CLOCK_MONOTONIC just before the bench exec'd us) makes vCPU 0
+        // report on stderr how long after that it first entered the guest (clock_gettime and write are allowed to
+        // every VMM thread by its seccomp filter).
+        var hook: (@Sendable () -> Void)? = nil
+        if let t0 = getenv("BULKHEAD_TRACE_T0_NS").flatMap({ UInt64(String(cString: $0)) }) {
+            hook = { VMRun.traceFirstEntry(since: t0) }
+        }
+        singleThreaded = false
+        try machine.start(prepareThread: { role in try filters?.install(role) }, beforeFirstEntry: hook)
         try filters?.install(.main)
 
         var pollfds = [pollfd(fd: machine.exitEventFD, events: Int16(POLLIN), revents: 0),
@@ -138,6 +170,7 @@ struct VMRun: ParsableCommand, GlobalOptionsCarrier {
             if pollfds[0].revents != 0 { break }
         }
         let exit = machine.wait()
+        singleThreaded = true
         switch exit {
         case .reset, .shutdown:
             log.info("vm: \(exit)")
@@ -148,6 +181,21 @@ struct VMRun: ParsableCommand, GlobalOptionsCarrier {
         case .failed(let why):
             throw VMRunError("the VM failed: \(why)")
         }
+    }
+
+    static func traceFirstEntry(since t0: UInt64) {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        let ns = UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+        let line = Array("bulkhead-trace: first guest entry \(Double(ns &- t0) / 1e6) ms after exec\n".utf8)
+        _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+    }
+
+    static func parsePort(_ spec: String) throws -> (name: String, socket: String) {
+        guard let eq = spec.firstIndex(of: "="), eq != spec.startIndex, spec.index(after: eq) != spec.endIndex else {
+            throw VMRunError("--port needs NAME=SOCKET, e.g. --port bulkhead.control=/run/vm/ctl.sock (not '\(spec)')")
+        }
+        return (String(spec[..<eq]), String(spec[spec.index(after: eq)...]))
     }
 
     static func parseDisk(_ spec: String) throws -> VMDisk {

@@ -50,6 +50,9 @@ public struct VMConfiguration: Sendable {
     public var consoleInputFD: Int32?
     /// virtio-console port names (e.g. ["stdio", "control"]); none: no virtio-console device.
     public var consolePorts: [String]
+    /// Ports joined to an already connected stream socket (name → fd, owned by the VM from then on) instead of a
+    /// fresh socket pair; e.g. the agent's ports connected to a monitor's unix sockets.
+    public var consolePortEndpoints: [String: Int32] = [:]
     public var hugePages: Bool
     /// Append the virtio-mmio device announcements to the command line (what Linux needs).
     public var announceDevices: Bool
@@ -87,7 +90,8 @@ public final class VirtualMachine: @unchecked Sendable {
     public let serial: Serial
     /// virtio-console device, if ports were configured.
     public let console: VirtioConsole?
-    /// The host's ends of the console ports (stream sockets), in the order configured; closed with the VM.
+    /// The host's ends of the console ports (stream sockets), in the order configured; closed with the VM. -1 for
+    /// a port joined to one of ``VMConfiguration/consolePortEndpoints``.
     public let consolePortFDs: [Int32]
 
     let system: KVMSystem
@@ -147,7 +151,7 @@ public final class VirtualMachine: @unchecked Sendable {
             devices.append(try VirtioBlock(path: disk.path, readOnly: disk.readOnly, serial: "bulkhead-disk\(i)"))
         }
         if !configuration.consolePorts.isEmpty {
-            let (device, ends) = try VirtioConsole.make(portNames: configuration.consolePorts)
+            let (device, ends) = try VirtioConsole.make(portNames: configuration.consolePorts, endpoints: configuration.consolePortEndpoints)
             console = device
             consolePortFDs = ends
             devices.append(device)
@@ -215,7 +219,7 @@ public final class VirtualMachine: @unchecked Sendable {
     deinit {
         close(exitFD)
         close(stopIOFD)
-        for fd in consolePortFDs { close(fd) }
+        for fd in consolePortFDs where fd >= 0 { close(fd) }
     }
 
     static func finish(_ exit: VMExit, state: ExitState, fd: Int32) {
@@ -247,7 +251,11 @@ public final class VirtualMachine: @unchecked Sendable {
     /// Starts the device I/O thread and one thread per vCPU. Each thread first calls `prepareThread(role)` (where
     /// the jail installs that role's seccomp filter); no vCPU enters KVM_RUN before every thread of the VMM has
     /// done so, so no guest instruction runs while any thread is still unconfined.
-    public func start(prepareThread: @escaping @Sendable (ThreadRole) throws -> Void = { _ in }) throws {
+    ///
+    /// `beforeFirstEntry` runs on vCPU 0's thread right before its first KVM_RUN (the bench's "first guest
+    /// instruction" timestamp).
+    public func start(prepareThread: @escaping @Sendable (ThreadRole) throws -> Void = { _ in },
+                      beforeFirstEntry: (@Sendable () -> Void)? = nil) throws {
         let prepared = ThreadGate()   // one signal per thread, set-up done (or failed)
         let go = ThreadGate()         // one signal per vCPU, once every thread is prepared
         let io = try spawnThread { [self] in
@@ -273,6 +281,7 @@ public final class VirtualMachine: @unchecked Sendable {
                 }
                 prepared.signal()
                 go.wait()
+                if vcpu.index == 0 { beforeFirstEntry?() }
                 let exit = vcpu.runLoop(bus: bus) { self.exit != nil }
                 finish(exit)
             }

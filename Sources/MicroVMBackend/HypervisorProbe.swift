@@ -4,14 +4,26 @@ import LinuxOS
 import Glibc
 #endif
 
-/// Which libvirt domain type this host gets: `kvm` when it can run a stock guest kernel under KVM, else `qemu`
-/// (TCG emulation). The probe reads the host's KVM provider; its result is cached under the data root (so every
-/// container of a host agrees) and shown by `bulkhead info`. Delete the file to probe again.
+/// What this host's microVM tier runs on, decided once and cached under the data root (so every container of a
+/// host agrees), shown by `bulkhead info`; delete the file to probe again.
+/// - ``domainType``: the libvirt domain type, `kvm` when the host can run a stock guest kernel under KVM, else
+///   `qemu` (TCG emulation).
+/// - ``driver``: what the policy's `hypervisor: auto` picks: `kvm` (Bulkhead's own VMM) where the host has hardware
+///   virtualization and Bulkhead's guest kernel really boots under that VMM (a boot to the kernel's panic for want
+///   of a root, timed out after a few seconds), `libvirt` otherwise.
 public struct HypervisorProbe: Codable, Sendable, Equatable {
     public var domainType: String
     public var reason: String
+    /// `kvm` or `libvirt`; absent in caches written by older builds (then libvirt).
+    public var driver: String?
+    public var driverReason: String?
 
-    public init(domainType: String, reason: String) { self.domainType = domainType; self.reason = reason }
+    public init(domainType: String, reason: String, driver: String? = nil, driverReason: String? = nil) {
+        self.domainType = domainType; self.reason = reason; self.driver = driver; self.driverReason = driverReason
+    }
+
+    /// What `hypervisor: auto` uses.
+    public var autoDriver: String { driver ?? "libvirt" }
 
     public static func cachePath(dataRoot: String) -> String { dataRoot + "/microvm/hypervisor-probe.json" }
 
@@ -19,10 +31,10 @@ public struct HypervisorProbe: Codable, Sendable, Equatable {
     public static func load(dataRoot: String) -> HypervisorProbe {
         let path = cachePath(dataRoot: dataRoot)
         if let fd = try? FileDescriptor.open(path, O_RDONLY), let bytes = try? fd.readAll(limit: 1 << 16),
-           let cached = try? JSONDecoder().decode(HypervisorProbe.self, from: Data(bytes)) {
+           let cached = try? JSONDecoder().decode(HypervisorProbe.self, from: Data(bytes)), cached.driver != nil {
             return cached
         }
-        let result = probe()
+        let result = probe(bootCheck: { kernelBootProblem() })
         if let bytes = try? JSONEncoder().encode(result) {
             try? MicroVMPaths.makeDirectories(dataRoot + "/microvm")
             if let fd = try? FileDescriptor.open(path + ".tmp", O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644) {
@@ -34,20 +46,72 @@ public struct HypervisorProbe: Codable, Sendable, Equatable {
     }
 
     /// Reads /dev/kvm and the loaded KVM module. kvm_pvm (a paravirtual nested KVM) runs small 64-bit guests but
-    /// not a stock Linux kernel (DESIGN.md §3), so it counts as "no usable KVM".
-    public static func probe(sysModule: String = "/sys/module", kvmDevice: String = "/dev/kvm") -> HypervisorProbe {
+    /// not a stock Linux kernel (DESIGN.md §3), so it counts as "no usable KVM" for both drivers. Where KVM is
+    /// hardware-backed, `bootCheck` (nil: the guest kernel boots under Bulkhead's VMM; else why not) decides
+    /// between the kvm and libvirt drivers.
+    public static func probe(sysModule: String = "/sys/module", kvmDevice: String = "/dev/kvm",
+                             bootCheck: () -> String? = { nil }) -> HypervisorProbe {
         let fd = open(kvmDevice, O_RDWR | O_CLOEXEC)
         if fd < 0 {
-            return HypervisorProbe(domainType: "qemu", reason: "\(kvmDevice) cannot be opened (\(String(cString: strerror(errno)))): TCG emulation")
+            let why = "\(kvmDevice) cannot be opened (\(String(cString: strerror(errno))))"
+            return HypervisorProbe(domainType: "qemu", reason: "\(why): TCG emulation",
+                                   driver: "libvirt", driverReason: "\(why): libvirt with QEMU's TCG")
         }
         close(fd)
         if access(sysModule + "/kvm_pvm", F_OK) == 0 {
-            return HypervisorProbe(domainType: "qemu", reason: "\(kvmDevice) is kvm_pvm (paravirtual nested KVM), which does not boot a stock Linux guest kernel: TCG emulation")
+            let why = "\(kvmDevice) is kvm_pvm (paravirtual nested KVM), which does not boot a stock Linux guest kernel"
+            return HypervisorProbe(domainType: "qemu", reason: "\(why): TCG emulation",
+                                   driver: "libvirt", driverReason: "\(why): libvirt with QEMU's TCG")
         }
         for module in ["kvm_intel", "kvm_amd"] where access(sysModule + "/" + module, F_OK) == 0 {
-            return HypervisorProbe(domainType: "kvm", reason: "\(kvmDevice) is provided by \(module) (hardware virtualization)")
+            let hardware = "\(kvmDevice) is provided by \(module) (hardware virtualization)"
+            if let problem = bootCheck() {
+                return HypervisorProbe(domainType: "kvm", reason: hardware, driver: "libvirt",
+                                       driverReason: "\(hardware), but Bulkhead's VMM could not boot the guest kernel (\(problem)): libvirt with KVM")
+            }
+            return HypervisorProbe(domainType: "kvm", reason: hardware, driver: "kvm",
+                                   driverReason: "\(hardware) and the guest kernel boots under Bulkhead's VMM: kvm")
         }
-        return HypervisorProbe(domainType: "qemu", reason: "\(kvmDevice) exists but neither kvm_intel nor kvm_amd is loaded (unknown KVM provider): TCG emulation")
+        let why = "\(kvmDevice) exists but neither kvm_intel nor kvm_amd is loaded (unknown KVM provider)"
+        return HypervisorProbe(domainType: "qemu", reason: "\(why): TCG emulation",
+                               driver: "libvirt", driverReason: "\(why): libvirt with QEMU's TCG")
+    }
+
+    /// Boots Bulkhead's guest kernel under Bulkhead's own VMM (`bulkhead vm run`, jailed as containers are) with
+    /// no initramfs and a root that does not exist: a kernel that works panics for want of a root and, with
+    /// `panic=-1 reboot=k`, resets the VM at once. nil when that happened within `timeoutMs`, else what went wrong.
+    public static func kernelBootProblem(vmm: String? = nil, kernel: String? = nil, timeoutMs: Int64 = 10_000) -> String? {
+        let executable = vmm ?? MicroVMPaths.selfExecutable()
+        let image: String
+        if let kernel { image = kernel } else {
+            guard let dir = try? MicroVMPaths.kernelDirectory() else { return "no guest kernel built yet (kernels/build)" }
+            image = MicroVMPaths.ownVMMKernel(directory: dir)
+        }
+        let console = "/tmp/bulkhead-boot-probe-\(getpid()).log"
+        defer { unlink(console) }
+        let arguments = ["bulkhead", "vm", "run", "--kernel", image, "--memory", "128", "--console", console,
+                         "--cmdline", "console=ttyS0 reboot=k panic=-1 root=/dev/bulkhead-boot-probe rdinit=/bulkhead-boot-probe",
+                         "--die-with-parent"]
+        guard let null = try? FileDescriptor.open("/dev/null", O_RDWR),
+              let pid = try? ChildProcess.spawn(executable, arguments: arguments, environment: [], fds: [(null.raw, 0), (null.raw, 1), (null.raw, 2)])
+        else { return "cannot start \(executable) vm run" }
+        let deadline = MicroVMBackend.nowMs() + timeoutMs
+        var status: Int32 = 0
+        while true {
+            let r = waitpid(pid, &status, WNOHANG)
+            if r == pid { break }
+            if r < 0 && errno != EINTR { return "waitpid: \(String(cString: strerror(errno)))" }
+            if MicroVMBackend.nowMs() >= deadline {
+                _ = kill(pid, SIGKILL)
+                _ = waitpid(pid, &status, 0)
+                return "the kernel did not reach its root-mount panic within \(timeoutMs / 1000) s"
+            }
+            usleep(10_000)
+        }
+        let log = (try? FileDescriptor.open(console, O_RDONLY).readAll(limit: 1 << 20)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        guard (status & 0x7f) == 0, (status >> 8) & 0xff == 0 else { return "the VMM ended with wait status \(status)" }
+        guard log.contains("Kernel panic") else { return "the VM reset without the kernel's root-mount panic on its console" }
+        return nil
     }
 }
 
@@ -77,6 +141,20 @@ public enum MicroVMPaths {
     }
 
     static func isExecutable(_ path: String) -> Bool { access(path, X_OK) == 0 }
+
+    /// The running executable (`bulkhead`: its `vm run` is the kvm driver's VMM).
+    public static func selfExecutable() -> String {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        guard n > 0 else { return "/usr/local/bin/bulkhead" }
+        return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// The kernel the kvm driver boots from a kernel directory: the ELF vmlinux (entered directly in long mode,
+    /// no decompression) where it is there, else the bzImage.
+    public static func ownVMMKernel(directory: String) -> String {
+        access(directory + "/vmlinux", R_OK) == 0 ? directory + "/vmlinux" : directory + "/bzImage"
+    }
 
     /// `bulkhead-vm-monitor`: `$BULKHEAD_LIBEXEC/`, else next to the running binary.
     public static func monitor() throws -> String {

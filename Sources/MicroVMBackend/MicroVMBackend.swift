@@ -4,6 +4,7 @@ import GuestHost
 import GuestImage
 import GuestProtocol
 import LinuxOS
+import MicroVM
 import OCIRuntime
 import Runtime
 #if canImport(Glibc)
@@ -48,16 +49,34 @@ public struct MicroVMBackend: Backend {
         return fromPolicy.map { min($0, fromSpec) } ?? fromSpec
     }
 
-    /// The hypervisor driver the policy asks for. `kvm` (Bulkhead's own VMM as a backend driver) is not wired
-    /// into this backend yet: asking for it is an error naming the rule, never a quiet switch to libvirt.
-    static func checkHypervisor(_ extra: [String: String]?) throws {
-        guard let wanted = extra?["vm.hypervisor"], wanted != "auto", wanted != "libvirt" else { return }
-        let rule = extra?["vm.rule"].map { " (policy rule '\($0)')" } ?? ""
-        throw RuntimeError("hypervisor '\(wanted)'\(rule) is not available to the microVM backend on this build: only the libvirt driver runs containers so far (`bulkhead vm run` runs Bulkhead's own VMM directly); set hypervisor: libvirt or auto in the policy")
+    /// The hypervisor driver for a container: what the policy's `hypervisor` asks for (`vm.hypervisor`), or for
+    /// `auto` (and no policy setting) the host's cached probe. Returns the driver (`kvm` or `libvirt`) and why.
+    /// Asking for `kvm` where /dev/kvm cannot be used is an error naming the rule, never a quiet switch.
+    static func selectDriver(_ extra: [String: String]?, probe: HypervisorProbe, kvmDevice: String = "/dev/kvm") throws -> (driver: String, reason: String) {
+        let wanted = extra?["vm.hypervisor"] ?? "auto"
+        let rule = extra?["vm.rule"].map { "policy rule '\($0)'" } ?? "the policy"
+        switch wanted {
+        case "auto":
+            return (probe.autoDriver, "hypervisor auto: " + (probe.driverReason ?? probe.reason))
+        case "libvirt":
+            return ("libvirt", "\(rule) asks for hypervisor libvirt")
+        case "kvm":
+            let fd = open(kvmDevice, O_RDWR | O_CLOEXEC)
+            guard fd >= 0 else {
+                throw RuntimeError("\(rule) asks for hypervisor kvm (Bulkhead's own VMM), but \(kvmDevice) cannot be opened: \(String(cString: strerror(errno))); run on a host with KVM, or set hypervisor: auto or libvirt in the policy")
+            }
+            close(fd)
+            var reason = "\(rule) asks for hypervisor kvm"
+            if probe.autoDriver != "kvm" { reason += " (this host's probe would not pick it: \(probe.driverReason ?? probe.reason))" }
+            return ("kvm", reason)
+        default:
+            throw RuntimeError("\(rule) asks for hypervisor '\(wanted)', which is none of kvm, libvirt, auto; fix the policy")
+        }
     }
 
-    /// The guest kernel: Bulkhead's (kernels/build) unless the policy names an absolute path to a bzImage.
-    static func kernelImage(_ extra: [String: String]?) throws -> String {
+    /// The guest kernel: Bulkhead's (kernels/build; for the kvm driver its vmlinux) unless the policy names an
+    /// absolute path to a kernel image.
+    static func kernelImage(_ extra: [String: String]?, driver: String = "libvirt") throws -> String {
         if let k = extra?["vm.kernel"], k != "default" {
             guard k.hasPrefix("/") else { throw RuntimeError("policy kernel '\(k)' must be 'default' or an absolute path to a bzImage") }
             guard access(k, R_OK) == 0 else {
@@ -65,7 +84,8 @@ public struct MicroVMBackend: Backend {
             }
             return k
         }
-        return try MicroVMPaths.kernelDirectory() + "/bzImage"
+        let directory = try MicroVMPaths.kernelDirectory()
+        return driver == "kvm" ? MicroVMPaths.ownVMMKernel(directory: directory) : directory + "/bzImage"
     }
 
     static func number(_ value: JSONValue?, _ key: String) -> Double? {
@@ -82,9 +102,10 @@ public struct MicroVMBackend: Backend {
         record.extra = (record.extra ?? [:]).merging(["containerData": containerData, "stateDirectory": state]) { $1 }
         try directory.save(record)
         do {
-            try Self.checkHypervisor(record.extra)
+            let probe = HypervisorProbe.load(dataRoot: dataRoot)
+            let (driver, driverReason) = try Self.selectDriver(record.extra, probe: probe)
             try MicroVMPaths.makeDirectories(containerData)
-            let kernel = try Self.kernelImage(record.extra)
+            let kernel = try Self.kernelImage(record.extra, driver: driver)
             let initramfs = try Self.initramfs(cache: vmRoot + "/initramfs")
             // Image form: one shared image per manifest digest, from the merged layers (the container's overlay).
             // Bundle form: a per-container image of the bundle's rootfs (hashing the whole tree to share it would
@@ -96,10 +117,9 @@ public struct MicroVMBackend: Backend {
                 image = try RootfsImageStore(directory: containerData).image(
                     digest: "sha256:" + String(repeating: "0", count: 64), source: record.rootfs)
             }
-            let probe = HypervisorProbe.load(dataRoot: dataRoot)
             var uri = hypervisorURI ?? ""
             var embedRoot: String? = nil
-            if uri.isEmpty {
+            if uri.isEmpty && driver == "libvirt" {
                 embedRoot = dataRoot + "/libvirt/" + Self.shortName(request.id)
                 uri = "qemu:///embed?root=" + embedRoot!
             }
@@ -115,6 +135,14 @@ public struct MicroVMBackend: Backend {
             var config = MonitorConfig(containerID: request.id, stateDirectory: state, hypervisorURI: uri, embedRoot: embedRoot,
                                        sharedCapabilityCache: dataRoot + "/libvirt/.capabilities",
                                        domain: domain, specPath: state + "/spec.json")
+            config.driver = driver
+            if driver == "kvm" {
+                config.vmm = VMMLaunch(
+                    executable: MicroVMPaths.selfExecutable(), kernel: kernel, initramfs: initramfs,
+                    commandLine: qemu.kernelCommandLine, rootfsImage: image.path, memoryMiB: domain.memoryMiB,
+                    vcpus: domain.vcpus, consoleLog: state + "/" + MonitorConfig.consoleLog,
+                    controlSocket: state + "/" + MonitorConfig.controlSocket, stdioSocket: state + "/" + MonitorConfig.stdioSocket)
+            }
             if request.spec.process?.terminal == true {
                 guard let socket = request.consoleSocket else {
                     throw MicroVMError("process.terminal is true: give --console-socket (or set terminal to false)")
@@ -128,12 +156,21 @@ public struct MicroVMBackend: Backend {
             try specFile.writeAll(Array(try encoder.encode(request.spec)), path: state + "/spec.json")
             let file = try FileDescriptor.open(state + "/" + MonitorConfig.fileName, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
             try file.writeAll(Array(try encoder.encode(config)), path: state + "/" + MonitorConfig.fileName)
-            record.extra?["domain"] = domain.name
-            record.extra?["hypervisorURI"] = uri
-            record.extra?["domainType"] = probe.domainType
+            record.extra?["vm.driver"] = driver
+            record.extra?["vm.driverReason"] = driverReason
+            if driver == "libvirt" {
+                record.extra?["domain"] = domain.name
+                record.extra?["hypervisorURI"] = uri
+                record.extra?["domainType"] = probe.domainType
+            }
             if let embedRoot { record.extra?["embedRoot"] = embedRoot }
             try directory.save(record)
-            try launchMonitor(request, record: &record, directory: directory)
+            do {
+                try launchMonitor(request, record: &record, directory: directory)
+            } catch where driver == "kvm" && probe.autoDriver != "kvm" {
+                // The policy forced the kvm driver on a host whose probe would not have picked it: say so.
+                throw MicroVMError("\(error); the kvm driver was used because \(driverReason)")
+            }
         } catch {
             try? delete(record, directory: directory, force: true)
             throw error
@@ -309,6 +346,12 @@ public struct MicroVMBackend: Backend {
             try sys("kill", "qemu pid \(q)") { Glibc.kill(q, SIGKILL) }
             return
         }
+        if all, record.status != .created {
+            // runc's --all: every process of the container — here the workload and every exec'd process in the guest.
+            let reply = try command("signal-all \(signal)", stateDirectory: stateDirectory(record))
+            guard reply == "ok" else { throw RuntimeError("cannot signal the processes of container \(record.id): \(reply)") }
+            return
+        }
         try sys("kill", "monitor pid \(record.pid)") { Glibc.kill(record.pid, signal) }
     }
 
@@ -326,6 +369,10 @@ public struct MicroVMBackend: Backend {
             _ = Glibc.kill(q, SIGKILL)
             let deadline = Self.nowMs() + 10_000
             while ChildProcess.isAlive(q) && Self.nowMs() < deadline { usleep(10_000) }
+        }
+        // Bulkhead's VMM (kvm driver) removes its jail's cgroup as it exits, unless it was killed.
+        if record.extra?["vm.driver"] == "kvm", let text = record.extra?["qemuPid"], let vmm = Int32(text) {
+            VMJail.removeLeftoverCgroup(vmmPid: vmm)
         }
         if record.pid > 0 { _ = try? ChildProcess.wait(record.pid, noHang: true) }
         // The transient domain lives only in its embed root and in QEMU: both gone means no domain.

@@ -18,6 +18,13 @@ public struct MonitorConfig: Codable, Sendable, Equatable {
     /// `process.terminal` is true: the monitor hands a pty master to this socket (the engine's
     /// `--console-socket`) and relays the guest's terminal through it instead of its own stdio.
     public var consoleSocket: String?
+    /// Which hypervisor driver runs the VM: `libvirt` (the domain above, QEMU) or `kvm` (Bulkhead's own VMM,
+    /// `bulkhead vm run`, as described by ``vmm``). Absent in files of older builds: libvirt.
+    public var driver: String?
+    /// The `kvm` driver's VM.
+    public var vmm: VMMLaunch?
+
+    public var usesOwnVMM: Bool { driver == "kvm" }
 
     public init(containerID: String, stateDirectory: String, hypervisorURI: String, embedRoot: String?,
                 sharedCapabilityCache: String?, domain: DomainDefinition, specPath: String) {
@@ -113,5 +120,45 @@ public struct DomainDefinition: Codable, Sendable, Equatable {
             <seclabel type='none'/>
             </domain>
             """
+    }
+}
+
+/// One `bulkhead vm run` for the `kvm` driver: the same kernel, initramfs, rootfs image and agent ports as the
+/// libvirt domain, on Bulkhead's own VMM (virtio-mmio devices, jailed). The monitor listens on the two port
+/// sockets first; the VMM connects to them before it confines itself.
+public struct VMMLaunch: Codable, Sendable, Equatable {
+    /// The `bulkhead` executable whose `vm run` is the VMM.
+    public var executable: String
+    public var kernel: String
+    public var initramfs: String
+    public var commandLine: String
+    public var rootfsImage: String
+    public var memoryMiB: Int
+    public var vcpus: Int
+    public var consoleLog: String
+    public var controlSocket: String
+    public var stdioSocket: String
+    /// Confine the VMM (own memory cgroup, empty mount namespace, no capabilities, seccomp per thread).
+    public var jail = true
+
+    public init(executable: String, kernel: String, initramfs: String, commandLine: String, rootfsImage: String,
+                memoryMiB: Int, vcpus: Int, consoleLog: String, controlSocket: String, stdioSocket: String) {
+        self.executable = executable; self.kernel = kernel; self.initramfs = initramfs; self.commandLine = commandLine
+        self.rootfsImage = rootfsImage; self.memoryMiB = memoryMiB; self.vcpus = vcpus; self.consoleLog = consoleLog
+        self.controlSocket = controlSocket; self.stdioSocket = stdioSocket
+    }
+
+    /// The agent's port names, in the order the guest sees them (as the libvirt domain names its channels).
+    public static let controlPort = "bulkhead.control", stdioPort = "bulkhead.stdio"
+
+    /// `bulkhead vm run` arguments (argv[0] included).
+    public var arguments: [String] {
+        var a = ["bulkhead", "vm", "run", "--kernel", kernel, "--initrd", initramfs, "--cmdline", commandLine,
+                 "--disk", rootfsImage + ":ro", "--memory", String(memoryMiB), "--vcpus", String(vcpus),
+                 "--console", consoleLog,
+                 "--port", Self.controlPort + "=" + controlSocket, "--port", Self.stdioPort + "=" + stdioSocket,
+                 "--die-with-parent"]
+        if !jail { a.append("--no-jail") }
+        return a
     }
 }

@@ -35,20 +35,22 @@ public struct CaseTable: Sendable {
     }
 
     public static func parse(_ bytes: [UInt8], source: String, baseDirectory: String = ".") throws -> CaseTable {
-        let root: YAMLNode
-        do { root = try YAMLReader.parse(bytes, file: source) } catch { throw PolicyLoadError(source: source, diagnostics: [error]) }
+        let document: YAMLDocument
+        do { document = try YAMLReader.parse(bytes, file: source) } catch { throw PolicyLoadError(source: source, diagnostics: [error]) }
+        defer { withExtendedLifetime(document) {} }
+        let root = document.root
         var l = PolicyLoader(file: source)
         var cases: [Case] = []
         var specErrors: [Diagnostic] = []
-        if let top = l.fields(root, "the case table", allowed: ["version", "policy", "cases"]) {
+        if let top = l.fields(root, "the case table", allowed: Self.tableKeys) {
             for (key, _, value) in top {
                 switch key {
                 case "version":
                     if let v = l.integer(value, "version", range: 0...Int.max), v != 1 { l.error(value.location, "unsupported case table version \(v); use 1") }
                 case "policy": _ = l.string(value, "policy")
                 case "cases":
-                    guard case .sequence(let items, _) = value else { l.error(value.location, "cases must be a list"); continue }
-                    for item in items {
+                    guard value.isSequence else { l.error(value.location, "cases must be a list"); continue }
+                    for item in value.items {
                         if let c = parseCase(item, &l, baseDirectory: baseDirectory, specErrors: &specErrors) { cases.append(c) }
                     }
                 default: break
@@ -60,9 +62,16 @@ public struct CaseTable: Sendable {
         return CaseTable(source: source, cases: cases)
     }
 
+    private static let tableKeys = KeySet(["version", "policy", "cases"])
+    private static let caseKeys = KeySet(["name", "request", "expect", "rule"])
+    private static let requestKeys = KeySet(["tenant", "image", "digest", "imported_by", "source", "isolation",
+                                             "annotations", "labels", "spec", "privileges"])
+    private static let privilegeKeys = KeySet(["privileged", "added_capabilities", "host_namespaces",
+                                               "host_mounts", "devices", "no_new_privileges"])
+
     private static func parseCase(_ node: YAMLNode, _ l: inout PolicyLoader, baseDirectory: String, specErrors: inout [Diagnostic]) -> Case? {
         let before = l.diagnostics.count
-        guard let entries = l.fields(node, "a case", allowed: ["name", "request", "expect", "rule"]) else { return nil }
+        guard let entries = l.fields(node, "a case", allowed: Self.caseKeys) else { return nil }
         var name: String? = nil, expect: String? = nil, rule: String? = nil
         var request = DeploymentRequest()
         for (key, _, value) in entries {
@@ -87,15 +96,14 @@ public struct CaseTable: Sendable {
     }
 
     private static func parseRequest(_ node: YAMLNode, _ l: inout PolicyLoader, baseDirectory: String, specErrors: inout [Diagnostic]) -> DeploymentRequest? {
-        guard let entries = l.fields(node, "request", allowed: ["tenant", "image", "digest", "imported_by", "source", "isolation",
-                                                                "annotations", "labels", "spec", "privileges"]) else { return nil }
+        guard let entries = l.fields(node, "request", allowed: Self.requestKeys) else { return nil }
         var r = DeploymentRequest()
         var tenant: String? = nil, isolation: Tier? = nil
         var specAnnotations: [String: String] = [:]
         for (key, _, value) in entries {
             switch key {
             case "tenant":
-                if case .scalar("", false, _) = value { tenant = "" } else { tenant = l.string(value, "tenant") }
+                if value.isScalar, !value.isPlainScalar, value.textIs("") { tenant = "" } else { tenant = l.string(value, "tenant") }
             case "image": r.image = l.string(value, "image")
             case "digest": r.digest = l.string(value, "digest")
             case "imported_by": r.origin.importedBy = l.string(value, "imported_by")
@@ -115,8 +123,7 @@ public struct CaseTable: Sendable {
                     specErrors.append(Diagnostic(.error, value.location, "cannot read spec \(full): \(error)"))
                 }
             case "privileges":
-                guard let fields = l.fields(value, "privileges", allowed: ["privileged", "added_capabilities", "host_namespaces",
-                                                                            "host_mounts", "devices", "no_new_privileges"]) else { continue }
+                guard let fields = l.fields(value, "privileges", allowed: Self.privilegeKeys) else { continue }
                 for (k, _, v) in fields {
                     switch k {
                     case "privileged": r.privileges.privileged = l.bool(v, k) ?? false
@@ -139,15 +146,16 @@ public struct CaseTable: Sendable {
     }
 
     private static func stringList(_ node: YAMLNode, _ what: String, _ l: inout PolicyLoader) -> [String] {
-        if case .sequence(let items, _) = node, items.isEmpty { return [] }
+        if node.isSequence, node.count == 0 { return [] }
         return l.strings(node, what)?.map(\.0) ?? []
     }
 
     private static func stringMap(_ node: YAMLNode, _ what: String, _ l: inout PolicyLoader) -> [String: String] {
-        guard case .mapping(let entries, _) = node else { l.error(node.location, "\(what) must be a mapping"); return [:] }
+        guard node.isMapping else { l.error(node.location, "\(what) must be a mapping"); return [:] }
         var out: [String: String] = [:]
-        for (k, _, v) in entries {
-            if case .scalar(let s, _, _) = v { out[k] = s } else { l.error(v.location, "\(what).\(k) must be a string") }
+        for (keyNode, v) in node.entries {
+            let k = keyNode.text
+            if v.isScalar { out[k] = v.text } else { l.error(v.location, "\(what).\(k) must be a string") }
         }
         return out
     }

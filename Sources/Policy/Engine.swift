@@ -209,7 +209,7 @@ extension Policy {
         let m = rule.match, r = p.request
         var out: [ConditionResult] = []
         func add(_ key: String, _ matched: Bool, _ detail: String) {
-            out.append(ConditionResult(key: key, matched: matched, detail: detail, location: rule.conditionLocations[key]))
+            out.append(ConditionResult(key: key, matched: matched, detail: detail, location: rule.conditionLocation(key)))
         }
         func list(_ g: [Glob]) -> String { g.count == 1 ? "'\(g[0].pattern)'" : "one of " + g.map { "'\($0.pattern)'" }.joined(separator: ", ") }
         func quoted(_ v: [String]) -> String { v.isEmpty ? "none" : v.joined(separator: ", ") }

@@ -11,6 +11,7 @@ public final class Glob: Sendable, Hashable, CustomStringConvertible {
     enum Token: Sendable, Hashable { case byte(UInt8), one, star, doubleStar }
 
     public let pattern: String
+    /// The pattern as tokens (empty for a literal, which is matched by equality).
     let tokens: [Token]
     /// The pattern's bytes when it has no wildcard (then matching is equality).
     let literal: [UInt8]?
@@ -23,38 +24,69 @@ public final class Glob: Sendable, Hashable, CustomStringConvertible {
 
     public init(_ pattern: String) {
         self.pattern = pattern
-        let utf8 = Array(pattern.utf8)
         var tokens: [Token] = []
-        tokens.reserveCapacity(utf8.count)
-        var bytes = utf8[...]
+        var prefix: [UInt8] = []
         var wild = false
-        while let b = bytes.popFirst() {
-            switch b {
-            case UInt8(ascii: "\\"):
-                tokens.append(.byte(bytes.popFirst() ?? b))
-            case UInt8(ascii: "*"):
-                wild = true
-                if bytes.first == UInt8(ascii: "*") {
-                    bytes.removeFirst()
-                    while bytes.first == UInt8(ascii: "*") { bytes.removeFirst() }
-                    if tokens.last != .doubleStar { tokens.append(.doubleStar) }
-                } else if tokens.last != .star && tokens.last != .doubleStar {
-                    tokens.append(.star)
+        var copy = pattern
+        copy.withUTF8 { u in
+            // Many patterns in a policy have no wildcard or escape: a literal, matched by equality, needs no tokens.
+            var special = false
+            for b in u where b == UInt8(ascii: "\\") || b == UInt8(ascii: "*") || b == UInt8(ascii: "?") {
+                special = true
+                break
+            }
+            if !special {
+                prefix = Array(u)
+                return
+            }
+            // Tokens and prefix are written into scratch space first and copied into arrays of their exact size
+            // (cheaper than growing arrays element by element).
+            withUnsafeTemporaryAllocation(of: Token.self, capacity: u.count) { t in
+                // What the last token is: 0 a byte (or none), 1 `*`, 2 `**` (runs of stars collapse into one token).
+                var last = 0
+                var i = 0
+                var n = 0
+                while i < u.count {
+                    let b = u[i]
+                    i += 1
+                    switch b {
+                    case UInt8(ascii: "\\"):
+                        var c = b
+                        if i < u.count { c = u[i]; i += 1 }
+                        t.initializeElement(at: n, to: .byte(c)); n += 1
+                        last = 0
+                    case UInt8(ascii: "*"):
+                        wild = true
+                        if i < u.count && u[i] == UInt8(ascii: "*") {
+                            while i < u.count && u[i] == UInt8(ascii: "*") { i += 1 }
+                            if last != 2 { t.initializeElement(at: n, to: .doubleStar); n += 1; last = 2 }
+                        } else if last == 0 {
+                            t.initializeElement(at: n, to: .star); n += 1
+                            last = 1
+                        }
+                    case UInt8(ascii: "?"):
+                        wild = true
+                        t.initializeElement(at: n, to: .one); n += 1
+                        last = 0
+                    default:
+                        t.initializeElement(at: n, to: .byte(b)); n += 1
+                        last = 0
+                    }
                 }
-            case UInt8(ascii: "?"):
-                wild = true
-                tokens.append(.one)
-            default:
-                tokens.append(.byte(b))
+                let written = UnsafeBufferPointer(rebasing: t[0..<n])
+                tokens = Array(written)
+                // The literal bytes before the first wildcard.
+                withUnsafeTemporaryAllocation(of: UInt8.self, capacity: n) { p in
+                    var leading = 0
+                    while leading < n, case .byte(let b) = written[leading] { p.initializeElement(at: leading, to: b); leading += 1 }
+                    prefix = Array(UnsafeBufferPointer(rebasing: p[0..<leading]))
+                }
             }
         }
         self.tokens = tokens
-        var prefix: [UInt8] = []
-        prefix.reserveCapacity(tokens.count)
-        for t in tokens { if case .byte(let b) = t { prefix.append(b) } else { break } }
         self.prefix = prefix
         self.literal = wild ? nil : prefix
-        self.matchesEverything = tokens == [.doubleStar]
+        self.matchesEverything = tokens.count == 1 && tokens[0] == .doubleStar
         self.isPrefixAndDoubleStar = tokens.count == prefix.count + 1 && tokens.last == .doubleStar
     }
 

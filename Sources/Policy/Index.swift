@@ -5,10 +5,18 @@
 /// shadowed-rule lint.
 ///
 /// Prefixes are keyed by their 64-bit FNV-1a hash: a collision only adds candidates, which are then checked in
-/// full, so it can cost time but never change a result.
+/// full, so it can cost time but never change a result. The hashes live in a small open-addressing table of
+/// their own (the key is already a hash, so it is not hashed again: a lookup per byte of a subject stays cheap).
 struct PrefixIndex: Sendable {
     var unconstrained: [Int] = []
-    var byPrefix: [UInt64: [Int]] = [:]
+    /// Open addressing, linear probing: `slots[i]` is an index into `keys`/`heads`, or -1.
+    private var slots: [Int32] = []
+    private var keys: [UInt64] = []
+    /// Each key's rules as a linked list through `entryRule`/`entryNext` (newest first; -1 ends it): flat arrays
+    /// instead of one small array per prefix.
+    private var heads: [Int32] = []
+    private var entryRule: [Int32] = []
+    private var entryNext: [Int32] = []
 
     static let fnvOffset: UInt64 = 0xcbf2_9ce4_8422_2325
     static let fnvPrime: UInt64 = 0x100_0000_01b3
@@ -19,20 +27,68 @@ struct PrefixIndex: Sendable {
         return h
     }
 
+    /// The slot where `h` is, or the empty slot where it would go (`slots` must not be full).
+    @inline(__always)
+    private func probe(_ h: UInt64) -> Int {
+        let mask = slots.count - 1
+        var i = Int(truncatingIfNeeded: (h &* 0x9e37_79b9_7f4a_7c15) >> 32) & mask
+        while true {
+            let e = slots[i]
+            if e < 0 || keys[Int(e)] == h { return i }
+            i = (i + 1) & mask
+        }
+    }
+
+    private func list(_ h: UInt64) -> Int? {
+        if slots.isEmpty { return nil }
+        let e = slots[probe(h)]
+        return e < 0 ? nil : Int(e)
+    }
+
+    private mutating func grow() {
+        let size = max(16, slots.count * 2)
+        slots = [Int32](repeating: -1, count: size)
+        for (n, h) in keys.enumerated() { slots[probe(h)] = Int32(n) }
+    }
+
     mutating func add(_ rule: Int, _ globs: [Glob]?) {
         guard let globs else { unconstrained.append(rule); return }
-        for g in globs { byPrefix[Self.hash(g.prefix), default: []].append(rule) }
+        for g in globs {
+            let h = Self.hash(g.prefix)
+            let n: Int
+            if let existing = list(h) {
+                n = existing
+            } else {
+                if (keys.count + 1) * 2 > slots.count { grow() }
+                n = keys.count
+                slots[probe(h)] = Int32(n)
+                keys.append(h)
+                heads.append(-1)
+            }
+            entryRule.append(Int32(rule))
+            entryNext.append(heads[n])
+            heads[n] = Int32(entryRule.count - 1)
+        }
+    }
+
+    @inline(__always)
+    private func collect(_ n: Int, into out: inout [Int]) {
+        var e = heads[n]
+        while e >= 0 {
+            out.append(Int(entryRule[Int(e)]))
+            e = entryNext[Int(e)]
+        }
     }
 
     /// Candidates for a glob (its literal prefix) or a subject string's bytes; unsorted, may repeat.
     func candidates(forBytes p: [UInt8]) -> [Int] {
         var out = unconstrained
-        if byPrefix.isEmpty { return out }
+        if keys.isEmpty { return out }
         var h = Self.fnvOffset
-        if let rules = byPrefix[h] { out += rules }
+        if let n = list(h) { collect(n, into: &out) }
         for b in p {
             h = (h ^ UInt64(b)) &* Self.fnvPrime
-            if let rules = byPrefix[h] { out += rules }
+            if let n = list(h) { collect(n, into: &out) }
         }
         return out
     }

@@ -21,22 +21,22 @@ enum Lint {
         // Rules that can never match on their own.
         for r in rules {
             if r.match.hasTenant == false, r.match.tenant != nil {
-                out.append(Diagnostic(.warning, r.conditionLocations["tenant"] ?? r.location,
+                out.append(Diagnostic(.warning, r.conditionLocation("tenant") ?? r.location,
                     "rule '\(r.name)' can never match: it asks for a tenant and for has_tenant: false"))
             }
         }
 
         // Shadowed rules: an earlier rule whose conditions are implied by a later rule's conditions matches
-        // everything the later one would — the later one is dead. Candidates are found through an index of the
-        // earlier rules' tenant and image globs by literal prefix (a glob can only cover one whose prefix extends
-        // its own), so large policies are not compared pair by pair.
+        // everything the later one would — the later one is dead. Candidates are found through the policy's
+        // index of the rules' tenant and image globs by literal prefix (a glob can only cover one whose prefix
+        // extends its own), kept to the rules before the later one, so large policies are not compared pair by pair.
         let summaries = rules.map { KeyMask($0.match) }
-        var tenantIndex = PrefixIndex(), imageIndex = PrefixIndex()
+        let index = policy.index
         for j in rules.indices where !rules[j].isCatchAll {
             let later = rules[j]
             var candidates: [Int]
-            let byTenant = later.match.tenant.map { tenantIndex.candidates(for: $0[0]) }
-            let byImage = later.match.image.map { imageIndex.candidates(for: $0[0]) }
+            let byTenant = later.match.tenant.map { index.tenant.candidates(for: $0[0]).filter { $0 < j } }
+            let byImage = later.match.image.map { index.image.candidates(for: $0[0]).filter { $0 < j } }
             switch (byTenant, byImage) {
             case (let t?, let i?): candidates = t.count <= i.count ? t : i
             case (let t?, nil): candidates = t
@@ -53,8 +53,6 @@ enum Lint {
                     break
                 }
             }
-            tenantIndex.add(j, later.match.tenant)
-            imageIndex.add(j, later.match.image)
         }
         return out
     }

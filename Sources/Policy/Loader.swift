@@ -47,10 +47,10 @@ extension Policy {
     /// Validates and lints: the policy when it has no errors, and every diagnostic (errors and warnings) in
     /// file order.
     public static func check(_ bytes: [UInt8], source: String) -> (Policy?, [Diagnostic]) {
-        let root: YAMLNode
-        do { root = try YAMLReader.parse(bytes, file: source) } catch { return (nil, [error]) }
+        let document: YAMLDocument
+        do { document = try YAMLReader.parse(bytes, file: source) } catch { return (nil, [error]) }
         var loader = PolicyLoader(file: source)
-        let policy = loader.policy(root)
+        let policy = withExtendedLifetime(document) { loader.policy(document.root) }
         var diagnostics = loader.diagnostics
         if let policy { diagnostics += Lint.run(policy) }
         diagnostics.sort { ($0.location, $0.severity == .error ? 0 : 1) < ($1.location, $1.severity == .error ? 0 : 1) }
@@ -73,101 +73,132 @@ struct PolicyLoader {
 
     // MARK: generic shapes
 
-    /// The entries of a mapping, each key checked against `allowed` (unknown keys are errors, with a suggestion).
-    mutating func fields(_ node: YAMLNode, _ what: String, allowed: [String]) -> [(key: String, keyLocation: SourceLocation, value: YAMLNode)]? {
-        guard case .mapping(let entries, _) = node else {
-            error(node.location, "\(what) must be a mapping, found \(node.kindName)")
+    /// The entries of a mapping, each key checked against `allowed` (unknown keys are errors, with a suggestion,
+    /// all reported before any value is looked at). A known key comes back as the `allowed` string itself, so no
+    /// string is made for it, and the entries are walked in place, not collected into a list.
+    mutating func fields(_ node: YAMLNode, _ what: @autoclosure () -> String, allowed keys: KeySet) -> KnownFields? {
+        guard node.isMapping else {
+            error(node.location, "\(what()) must be a mapping, found \(node.kindName)")
             return nil
         }
-        var known: [(key: String, keyLocation: SourceLocation, value: YAMLNode)] = []
-        for e in entries {
-            if allowed.contains(e.key) { known.append(e); continue }
-            var message = "unknown key '\(e.key)' in \(what)"
-            if let near = allowed.min(by: { editDistance($0, e.key) < editDistance($1, e.key) }), editDistance(near, e.key) <= 2 {
+        var known = 0
+        for e in node.entries {
+            if e.key.index(in: keys) != nil { known += 1; continue }
+            let allowed = keys.names
+            let key = e.key.text
+            var message = "unknown key '\(key)' in \(what())"
+            if let near = allowed.min(by: { editDistance($0, key) < editDistance($1, key) }), editDistance(near, key) <= 2 {
                 message += "; did you mean '\(near)'?"
             } else {
                 message += "; allowed: \(allowed.joined(separator: ", "))"
             }
-            error(e.keyLocation, message)
+            error(e.key.location, message)
         }
-        return known
+        return KnownFields(entries: node.entries, keys: keys, count: known)
     }
 
-    mutating func string(_ node: YAMLNode, _ what: String) -> String? {
-        if case .scalar(let s, let plain, _) = node, !node.isNull {
-            if plain && (s == "true" || s == "false") {
-                error(node.location, "\(what) must be a string, found a boolean (quote it: \"\(s)\")")
-                return nil
+    /// The entries of a mapping whose keys are allowed, in file order.
+    struct KnownFields: Sequence, IteratorProtocol {
+        var entries: YAMLNode.Entries
+        let keys: KeySet
+        /// How many there are.
+        let count: Int
+
+        mutating func next() -> (key: String, keyNode: YAMLNode, value: YAMLNode)? {
+            while let e = entries.next() {
+                if let k = e.key.index(in: keys) { return (keys.names[k], e.key, e.value) }
             }
-            if s.isEmpty { error(node.location, "\(what) must not be empty"); return nil }
-            return s
-        }
-        error(node.location, "\(what) must be a string, found \(node.kindName)")
-        return nil
-    }
-
-    mutating func bool(_ node: YAMLNode, _ what: String) -> Bool? {
-        if case .scalar(let s, true, _) = node {
-            if s == "true" { return true }
-            if s == "false" { return false }
-        }
-        error(node.location, "\(what) must be true or false, found \(node.kindName)\(scalarText(node))")
-        return nil
-    }
-
-    mutating func integer(_ node: YAMLNode, _ what: String, range: ClosedRange<Int>) -> Int? {
-        if case .scalar(let s, true, _) = node, let v = Int(s) {
-            if range.contains(v) { return v }
-            error(node.location, "\(what) must be between \(range.lowerBound) and \(range.upperBound), found \(v)")
             return nil
         }
-        error(node.location, "\(what) must be a whole number, found \(node.kindName)\(scalarText(node))")
+    }
+
+    mutating func string(_ node: YAMLNode, _ what: @autoclosure () -> String) -> String? {
+        if node.isScalar, !node.isNull {
+            if let b = node.boolValue {
+                error(node.location, "\(what()) must be a string, found a boolean (quote it: \"\(b)\")")
+                return nil
+            }
+            if node.withBytes({ $0.isEmpty }) { error(node.location, "\(what()) must not be empty"); return nil }
+            return node.text
+        }
+        error(node.location, "\(what()) must be a string, found \(node.kindName)")
+        return nil
+    }
+
+    mutating func bool(_ node: YAMLNode, _ what: @autoclosure () -> String) -> Bool? {
+        if let b = node.boolValue { return b }
+        error(node.location, "\(what()) must be true or false, found \(node.kindName)\(scalarText(node))")
+        return nil
+    }
+
+    mutating func integer(_ node: YAMLNode, _ what: @autoclosure () -> String, range: ClosedRange<Int>) -> Int? {
+        if node.isPlainScalar, let v = Int(node.text) {
+            if range.contains(v) { return v }
+            error(node.location, "\(what()) must be between \(range.lowerBound) and \(range.upperBound), found \(v)")
+            return nil
+        }
+        error(node.location, "\(what()) must be a whole number, found \(node.kindName)\(scalarText(node))")
         return nil
     }
 
     func scalarText(_ node: YAMLNode) -> String {
-        if case .scalar(let s, _, _) = node, !s.isEmpty { return " '\(s.prefix(40))'" }
+        let s = node.text
+        if node.isScalar, !s.isEmpty { return " '\(s.prefix(40))'" }
         return ""
     }
 
-    /// A string or a list of strings (a list must not be empty).
-    mutating func strings(_ node: YAMLNode, _ what: String) -> [(String, SourceLocation)]? {
-        if case .sequence(let items, _) = node {
-            if items.isEmpty { error(node.location, "\(what) must not be an empty list"); return nil }
-            var out: [(String, SourceLocation)] = []
+    /// A string or a list of strings (a list must not be empty); each with its node, for messages.
+    mutating func strings(_ node: YAMLNode, _ what: @autoclosure () -> String) -> [(String, YAMLNode)]? {
+        if node.isSequence {
+            if node.count == 0 { error(node.location, "\(what()) must not be an empty list"); return nil }
+            var out: [(String, YAMLNode)] = []
+            out.reserveCapacity(node.count)
             var ok = true
-            for item in items {
-                if let s = string(item, "each entry of \(what)") { out.append((s, item.location)) } else { ok = false }
+            for item in node.items {
+                if let s = string(item, "each entry of \(what())") { out.append((s, item)) } else { ok = false }
             }
             return ok ? out : nil
         }
-        if let s = string(node, "\(what) (a string or a list of strings)") { return [(s, node.location)] }
+        if let s = string(node, "\(what()) (a string or a list of strings)") { return [(s, node)] }
         return nil
     }
 
-    mutating func globs(_ node: YAMLNode, _ what: String) -> [Glob]? {
-        strings(node, what)?.map { Glob($0.0) }
+    /// Like ``strings(_:_:)`` (same checks, same messages), made into globs without a list in between.
+    mutating func globs(_ node: YAMLNode, _ what: @autoclosure () -> String) -> [Glob]? {
+        if node.isSequence {
+            if node.count == 0 { error(node.location, "\(what()) must not be an empty list"); return nil }
+            var out: [Glob] = []
+            out.reserveCapacity(node.count)
+            var ok = true
+            for item in node.items {
+                if let s = string(item, "each entry of \(what())") { out.append(Glob(s)) } else { ok = false }
+            }
+            return ok ? out : nil
+        }
+        if let s = string(node, "\(what()) (a string or a list of strings)") { return [Glob(s)] }
+        return nil
     }
 
     /// `true`/`false`, or a list of allowed names.
-    mutating func presence(_ node: YAMLNode, _ what: String, validate: (String) -> String?) -> PresenceCondition? {
-        if case .scalar(let s, true, _) = node, s == "true" || s == "false" { return .any(s == "true") }
-        if case .mapping = node {
-            error(node.location, "\(what) must be true, false, or a list, found a mapping")
+    mutating func presence(_ node: YAMLNode, _ what: @autoclosure () -> String, validate: (String) -> String?) -> PresenceCondition? {
+        if let b = node.boolValue { return .any(b) }
+        if node.isMapping {
+            error(node.location, "\(what()) must be true, false, or a list, found a mapping")
             return nil
         }
-        guard let list = strings(node, what) else { return nil }
+        guard let list = strings(node, what()) else { return nil }
         var ok = true
-        for (value, at) in list { if let problem = validate(value) { error(at, problem); ok = false } }
+        for (value, at) in list { if let problem = validate(value) { error(at.location, problem); ok = false } }
         return ok ? .oneOf(list.map { Glob($0.0) }) : nil
     }
 
     /// Sizes: a whole number of bytes, or a number with Ki, Mi, Gi or Ti.
-    mutating func size(_ node: YAMLNode, _ what: String) -> UInt64? {
-        guard case .scalar(let s, _, _) = node, !node.isNull else {
-            error(node.location, "\(what) must be a size such as 512Mi or 2Gi, found \(node.kindName)")
+    mutating func size(_ node: YAMLNode, _ what: @autoclosure () -> String) -> UInt64? {
+        guard node.isScalar, !node.isNull else {
+            error(node.location, "\(what()) must be a size such as 512Mi or 2Gi, found \(node.kindName)")
             return nil
         }
+        let s = node.text
         let units: [(String, UInt64)] = [("Ki", 1 << 10), ("Mi", 1 << 20), ("Gi", 1 << 30), ("Ti", 1 << 40)]
         var number = Substring(s)
         var scale: UInt64 = 1
@@ -176,46 +207,47 @@ struct PolicyLoader {
             scale = value
         }
         guard let n = UInt64(number), n > 0, n <= UInt64.max / scale else {
-            error(node.location, "\(what) must be a size such as 512Mi or 2Gi (units Ki, Mi, Gi, Ti), found '\(s.prefix(40))'")
+            error(node.location, "\(what()) must be a size such as 512Mi or 2Gi (units Ki, Mi, Gi, Ti), found '\(s.prefix(40))'")
             return nil
         }
         return n * scale
     }
 
     /// CPUs: a positive number with at most three decimals, as thousandths.
-    mutating func cpus(_ node: YAMLNode, _ what: String) -> Int? {
-        guard case .scalar(let s, true, _) = node else {
-            error(node.location, "\(what) must be a number of CPUs such as 2 or 0.5, found \(node.kindName)")
+    mutating func cpus(_ node: YAMLNode, _ what: @autoclosure () -> String) -> Int? {
+        guard node.isPlainScalar else {
+            error(node.location, "\(what()) must be a number of CPUs such as 2 or 0.5, found \(node.kindName)")
             return nil
         }
+        let s = node.text
         let parts = s.split(separator: ".", omittingEmptySubsequences: false)
         if parts.count <= 2, let whole = Int(parts[0]), whole >= 0, whole <= 4096 {
             var milli = whole * 1000
             if parts.count == 2 {
                 let frac = parts[1]
                 guard !frac.isEmpty, frac.count <= 3, let f = Int(frac), f >= 0 else {
-                    error(node.location, "\(what) allows at most three decimals, found '\(s)'")
+                    error(node.location, "\(what()) allows at most three decimals, found '\(s)'")
                     return nil
                 }
                 milli += f * [100, 10, 1][frac.count - 1]
             }
             if milli > 0 { return milli }
         }
-        error(node.location, "\(what) must be a positive number of CPUs such as 2 or 0.5, found '\(s.prefix(40))'")
+        error(node.location, "\(what()) must be a positive number of CPUs such as 2 or 0.5, found '\(s.prefix(40))'")
         return nil
     }
 
-    mutating func enumValue<E: RawRepresentable & CaseIterable>(_ node: YAMLNode, _ what: String, _: E.Type) -> E? where E.RawValue == String {
-        guard let s = string(node, what) else { return nil }
+    mutating func enumValue<E: RawRepresentable & CaseIterable>(_ node: YAMLNode, _ what: @autoclosure () -> String, _: E.Type) -> E? where E.RawValue == String {
+        guard let s = string(node, what()) else { return nil }
         if let v = E(rawValue: s) { return v }
-        error(node.location, "\(what) must be one of \(E.allCases.map(\.rawValue).joined(separator: ", ")), found '\(s.prefix(40))'")
+        error(node.location, "\(what()) must be one of \(E.allCases.map(\.rawValue).joined(separator: ", ")), found '\(s.prefix(40))'")
         return nil
     }
 
     // MARK: the policy
 
     mutating func policy(_ root: YAMLNode) -> Policy? {
-        guard let top = fields(root, "the policy", allowed: ["version", "description", "defaults", "rules"]) else { return nil }
+        guard let top = fields(root, "the policy", allowed: Self.policyKeys) else { return nil }
         var version: Int? = nil
         var rules: [Rule] = []
         var sawRules = false, sawVersion = false
@@ -230,17 +262,19 @@ struct PolicyLoader {
             case "description":
                 _ = string(value, "description")
             case "defaults":
-                if let d = tierSettings(value, "defaults", allowed: ["namespace", "microvm", "resources"]) {
+                if let d = tierSettings(value, "defaults", allowed: Self.tierKeys) {
                     defaults = (NamespaceSettings.builtIn.overlaid(by: d.0), MicroVMSettings.builtIn.overlaid(by: d.1), d.2)
                 }
             case "rules":
                 sawRules = true
-                guard case .sequence(let items, _) = value else {
+                guard value.isSequence else {
                     error(value.location, "rules must be a list of rules, found \(value.kindName)")
                     continue
                 }
                 var names: [String: SourceLocation] = [:]
-                for item in items {
+                names.reserveCapacity(value.count)
+                rules.reserveCapacity(value.count)
+                for item in value.items {
                     guard let rule = rule(item) else { continue }
                     if let first = names[rule.name] {
                         error(rule.location, "duplicate rule name '\(rule.name)' (first at line \(first.line)); names must be unique so decisions can be traced")
@@ -248,7 +282,7 @@ struct PolicyLoader {
                     names[rule.name] = rule.location
                     rules.append(rule)
                 }
-                if items.isEmpty { error(value.location, "rules must not be empty: a policy ends with a default rule") }
+                if value.count == 0 { error(value.location, "rules must not be empty: a policy ends with a default rule") }
             default: break
             }
         }
@@ -261,7 +295,13 @@ struct PolicyLoader {
         return Policy(version: version, source: file, rules: rules, defaults: defaults, index: DecisionIndex(rules), warnings: [])
     }
 
-    mutating func tierSettings(_ node: YAMLNode, _ what: String, allowed: [String]) -> (NamespaceSettings, MicroVMSettings, ResourceCeilings)? {
+    static let policyKeys = KeySet(["version", "description", "defaults", "rules"])
+    static let tierKeys = KeySet(["namespace", "microvm", "resources"])
+    static let namespaceKeys = KeySet(["seccomp", "user_namespace", "readonly_rootfs", "capability_ceiling"])
+    static let microvmKeys = KeySet(["vcpus", "memory", "hypervisor", "kernel", "hypervisor_uri"])
+    static let resourceKeys = KeySet(["memory", "cpus", "pids"])
+
+    mutating func tierSettings(_ node: YAMLNode, _ what: String, allowed: KeySet) -> (NamespaceSettings, MicroVMSettings, ResourceCeilings)? {
         guard let entries = fields(node, what, allowed: allowed) else { return nil }
         var ns = NamespaceSettings(), vm = MicroVMSettings(), res = ResourceCeilings()
         for (key, _, value) in entries {
@@ -276,7 +316,7 @@ struct PolicyLoader {
     }
 
     mutating func namespaceSettings(_ node: YAMLNode, _ what: String) -> NamespaceSettings? {
-        guard let entries = fields(node, what, allowed: ["seccomp", "user_namespace", "readonly_rootfs", "capability_ceiling"]) else { return nil }
+        guard let entries = fields(node, what, allowed: Self.namespaceKeys) else { return nil }
         var s = NamespaceSettings()
         for (key, _, value) in entries {
             switch key {
@@ -288,9 +328,9 @@ struct PolicyLoader {
             case "user_namespace": s.userNamespace = bool(value, "\(what).user_namespace")
             case "readonly_rootfs": s.readonlyRootfs = bool(value, "\(what).readonly_rootfs")
             case "capability_ceiling":
-                if case .sequence(let items, _) = value {
+                if value.isSequence {
                     var caps: [String] = []
-                    for item in items {
+                    for item in value.items {
                         if let c = string(item, "each entry of \(what).capability_ceiling") {
                             if let problem = Self.capabilityProblem(c, allowGlob: false) { error(item.location, problem) } else { caps.append(Self.canonicalCapability(c)) }
                         }
@@ -306,7 +346,7 @@ struct PolicyLoader {
     }
 
     mutating func microvmSettings(_ node: YAMLNode, _ what: String) -> MicroVMSettings? {
-        guard let entries = fields(node, what, allowed: ["vcpus", "memory", "hypervisor", "kernel", "hypervisor_uri"]) else { return nil }
+        guard let entries = fields(node, what, allowed: Self.microvmKeys) else { return nil }
         var s = MicroVMSettings()
         for (key, _, value) in entries {
             switch key {
@@ -333,7 +373,7 @@ struct PolicyLoader {
     }
 
     mutating func resources(_ node: YAMLNode, _ what: String) -> ResourceCeilings? {
-        guard let entries = fields(node, what, allowed: ["memory", "cpus", "pids"]) else { return nil }
+        guard let entries = fields(node, what, allowed: Self.resourceKeys) else { return nil }
         var r = ResourceCeilings()
         for (key, _, value) in entries {
             switch key {
@@ -346,16 +386,16 @@ struct PolicyLoader {
         return r
     }
 
-    static let ruleKeys = ["name", "description", "match", "decide", "allow_lower", "reason", "namespace", "microvm", "resources"]
-    static let matchKeys = ["tenant", "has_tenant", "image", "digest", "imported_by", "source", "privileged",
+    static let ruleKeys = KeySet(["name", "description", "match", "decide", "allow_lower", "reason", "namespace", "microvm", "resources"])
+    static let matchKeys = KeySet(["tenant", "has_tenant", "image", "digest", "imported_by", "source", "privileged",
                             "added_capabilities", "host_namespaces", "host_mounts", "devices", "no_new_privileges",
-                            "annotations", "labels", "isolation_request"]
+                            "annotations", "labels", "isolation_request"])
 
     mutating func rule(_ node: YAMLNode) -> Rule? {
         let before = diagnostics.count
         guard let entries = fields(node, "a rule", allowed: Self.ruleKeys) else { return nil }
         var name: String? = nil, description: String? = nil, verdict: Verdict? = nil, allowLower = false, reason: String? = nil
-        var match = Match(), hasMatch = false, locations: [String: SourceLocation] = [:]
+        var match = Match(), hasMatch = false, locations: [(key: String, location: SourceLocation)] = []
         var ns = NamespaceSettings(), vm = MicroVMSettings(), res = ResourceCeilings()
         var allowLowerAt: SourceLocation? = nil, settingsAt: [(String, SourceLocation)] = []
         for (key, keyAt, value) in entries {
@@ -370,13 +410,13 @@ struct PolicyLoader {
                 }
             case "description": description = string(value, "description")
             case "decide": verdict = enumValue(value, "decide", Verdict.self)
-            case "allow_lower": allowLower = bool(value, "allow_lower") ?? false; allowLowerAt = keyAt
+            case "allow_lower": allowLower = bool(value, "allow_lower") ?? false; allowLowerAt = keyAt.location
             case "reason": reason = string(value, "reason")
             case "match":
                 hasMatch = true
                 if let (m, locs) = matchConditions(value) { match = m; locations = locs }
-            case "namespace": ns = namespaceSettings(value, "namespace") ?? ns; settingsAt.append((key, keyAt))
-            case "microvm": vm = microvmSettings(value, "microvm") ?? vm; settingsAt.append((key, keyAt))
+            case "namespace": ns = namespaceSettings(value, "namespace") ?? ns; settingsAt.append((key, keyAt.location))
+            case "microvm": vm = microvmSettings(value, "microvm") ?? vm; settingsAt.append((key, keyAt.location))
             case "resources": res = resources(value, "resources") ?? res
             default: break
             }
@@ -400,7 +440,7 @@ struct PolicyLoader {
         }
         return Rule(name: name, description: description, match: match, isCatchAll: !hasMatch || match.isEmpty, verdict: verdict,
                     allowLower: allowLower, reason: reason, namespace: ns, microvm: vm, resources: res,
-                    location: node.location, conditionLocations: locations)
+                    location: node.location, conditionKeys: locations)
     }
 
     static func canonicalCapability(_ c: String) -> String {
@@ -415,25 +455,26 @@ struct PolicyLoader {
         return "unknown capability '\(c.prefix(40))' (write it as Linux names it, e.g. CAP_NET_ADMIN)"
     }
 
-    mutating func matchConditions(_ node: YAMLNode) -> (Match, [String: SourceLocation])? {
+    mutating func matchConditions(_ node: YAMLNode) -> (Match, [(key: String, location: SourceLocation)])? {
         guard let entries = fields(node, "match", allowed: Self.matchKeys) else { return nil }
         var m = MatchConditions()
-        var locations = [String: SourceLocation](minimumCapacity: entries.count)
+        var locations: [(key: String, location: SourceLocation)] = []
+        locations.reserveCapacity(entries.count)
         for (key, keyAt, value) in entries {
-            locations[key] = keyAt
+            locations.append((key, keyAt.location))
             switch key {
             case "tenant": m.tenant = globs(value, "match.tenant")
             case "has_tenant": m.hasTenant = bool(value, "match.has_tenant")
             case "image":
                 m.image = globs(value, "match.image")
-                for g in m.image ?? [] where !g.pattern.contains("/") && !g.pattern.hasPrefix("**") {
+                for g in m.image ?? [] where Self.lacksRegistryPath(g.pattern) {
                     warning(value.location, "match.image '\(g.pattern.prefix(60))' has no '/': image patterns match the full name registry/repository:tag (busybox is docker.io/library/busybox:latest), so write e.g. docker.io/library/busybox:*")
                 }
             case "digest":
                 if let list = strings(value, "match.digest") {
                     var ok = true
                     for (d, at) in list where !Self.isDigest(d) {
-                        error(at, "match.digest '\(d.prefix(80))' is not a digest: write sha256: and 64 lowercase hex digits"); ok = false
+                        error(at.location, "match.digest '\(d.prefix(80))' is not a digest: write sha256: and 64 lowercase hex digits"); ok = false
                     }
                     if ok { m.digest = list.map(\.0) }
                 }
@@ -460,7 +501,7 @@ struct PolicyLoader {
                 if let list = strings(value, "match.isolation_request") {
                     var ok = true
                     for (v, at) in list where !["none", "namespace", "microvm"].contains(v) {
-                        error(at, "match.isolation_request entries are none, namespace or microvm, found '\(v.prefix(40))'"); ok = false
+                        error(at.location, "match.isolation_request entries are none, namespace or microvm, found '\(v.prefix(40))'"); ok = false
                     }
                     if ok { m.isolationRequest = list.map(\.0) }
                 }
@@ -471,16 +512,32 @@ struct PolicyLoader {
     }
 
     mutating func keyedGlobs(_ node: YAMLNode, _ what: String) -> [String: [Glob]]? {
-        guard case .mapping(let entries, _) = node else {
+        guard node.isMapping else {
             error(node.location, "\(what) must be a mapping of key: value-glob, found \(node.kindName)")
             return nil
         }
-        if entries.isEmpty { error(node.location, "\(what) must not be empty"); return nil }
-        var out: [String: [Glob]] = [:]
-        for (key, _, value) in entries {
+        if node.count == 0 { error(node.location, "\(what) must not be empty"); return nil }
+        var out = [String: [Glob]](minimumCapacity: node.count)
+        for (keyNode, value) in node.entries {
+            let key = keyNode.text
             if let g = globs(value, "\(what).\(key)") { out[key] = g }
         }
-        return out.count == entries.count ? out : nil
+        return out.count == node.count ? out : nil
+    }
+
+    /// An image pattern without '/' (and not starting with `**`): it cannot match a full image name.
+    static func lacksRegistryPath(_ pattern: String) -> Bool {
+        var copy = pattern
+        let ascii: Bool? = copy.withUTF8 { u in
+            var slash = false
+            for b in u {
+                if b >= 0x80 { return nil }   // not ASCII: ask String (grapheme clusters)
+                if b == UInt8(ascii: "/") { slash = true }
+            }
+            return !slash && !(u.count >= 2 && u[0] == UInt8(ascii: "*") && u[1] == UInt8(ascii: "*"))
+        }
+        if let ascii { return ascii }
+        return !pattern.contains("/") && !pattern.hasPrefix("**")
     }
 
     static func isDigest(_ s: String) -> Bool {

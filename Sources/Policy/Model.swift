@@ -192,12 +192,30 @@ public final class Rule: Sendable {
     public let resources: ResourceCeilings
     /// Where the rule starts, and where each of its condition keys is (for explanations and lints).
     public let location: SourceLocation
-    public let conditionLocations: [String: SourceLocation]
+    /// Each condition key's place, as a short list (a rule has a handful; a dictionary per rule costs more to
+    /// build than the lookups it would save). See ``conditionLocation(_:)``.
+    let conditionKeys: [(key: String, location: SourceLocation)]
+    public var conditionLocations: [String: SourceLocation] {
+        Dictionary(conditionKeys.map { ($0.key, $0.location) }, uniquingKeysWith: { $1 })
+    }
 
-    public init(name: String, description: String? = nil, match: Match, isCatchAll: Bool, verdict: Verdict,
+    /// Where condition `key` of this rule is written.
+    public func conditionLocation(_ key: String) -> SourceLocation? {
+        conditionKeys.first(where: { $0.key == key })?.location
+    }
+
+    public convenience init(name: String, description: String? = nil, match: Match, isCatchAll: Bool, verdict: Verdict,
                 allowLower: Bool = false, reason: String? = nil, namespace: NamespaceSettings = NamespaceSettings(),
                 microvm: MicroVMSettings = MicroVMSettings(), resources: ResourceCeilings = ResourceCeilings(),
                 location: SourceLocation, conditionLocations: [String: SourceLocation] = [:]) {
+        self.init(name: name, description: description, match: match, isCatchAll: isCatchAll, verdict: verdict,
+                  allowLower: allowLower, reason: reason, namespace: namespace, microvm: microvm, resources: resources,
+                  location: location, conditionKeys: conditionLocations.map { ($0.key, $0.value) })
+    }
+
+    init(name: String, description: String?, match: Match, isCatchAll: Bool, verdict: Verdict, allowLower: Bool,
+         reason: String?, namespace: NamespaceSettings, microvm: MicroVMSettings, resources: ResourceCeilings,
+         location: SourceLocation, conditionKeys: [(key: String, location: SourceLocation)]) {
         self.name = name
         self.description = description
         self.match = match
@@ -209,7 +227,7 @@ public final class Rule: Sendable {
         self.microvm = microvm
         self.resources = resources
         self.location = location
-        self.conditionLocations = conditionLocations
+        self.conditionKeys = conditionKeys
     }
 }
 

@@ -1,4 +1,7 @@
 import CYAML
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A place in a policy file: 1-based line and column, as editors show them.
 public struct SourceLocation: Sendable, Hashable, CustomStringConvertible, Comparable {
@@ -19,38 +22,192 @@ public struct SourceLocation: Sendable, Hashable, CustomStringConvertible, Compa
     }
 }
 
+/// A parsed YAML document, flat: every node in one array in document order (a collection is followed by its
+/// children, and records where its subtree ends), every scalar's bytes in one buffer. Building it costs one
+/// append per libyaml event and no allocation per node; a `SourceLocation` (and a `String` for a scalar) is
+/// only made when the loader asks for it.
+final class YAMLDocument {
+    enum Kind: UInt8 { case scalar, mapping, sequence }
+
+    struct Node {
+        var kind: Kind
+        /// A scalar written plain (unquoted), so `true` and `"true"` can be told apart.
+        var plain: Bool
+        var line: Int32
+        var column: Int32
+        /// Scalars: offset and length of the text in `text`. Collections: number of items (entries for mappings).
+        var start: Int32
+        var count: Int32
+        /// The index just past this node's subtree.
+        var end: Int32
+    }
+
+    let file: String
+    /// Owned buffers (freed in deinit), so that reading a node never touches a reference count.
+    let nodes: UnsafeMutableBufferPointer<Node>
+    let text: UnsafeMutableBufferPointer<UInt8>
+
+    /// Takes ownership of both buffers (allocated with `allocate`; freed in deinit).
+    init(file: String, nodes: UnsafeMutableBufferPointer<Node>, text: UnsafeMutableBufferPointer<UInt8>) {
+        self.file = file
+        self.nodes = nodes
+        self.text = text
+    }
+
+    deinit {
+        nodes.deallocate()
+        text.deallocate()
+    }
+
+    var root: YAMLNode { YAMLNode(doc: self, index: 0) }
+}
+
 /// A YAML node with the place it starts, as the policy loader needs it: scalars keep their text and whether
 /// they were written plain (unquoted), so `true` and `"true"` can be told apart.
 ///
+/// A view into a ``YAMLDocument``: the document must outlive its nodes (the loader holds it for the whole load;
+/// the reference is not counted, so walking the tree costs no reference counting).
+///
 /// The loader accepts the YAML that people write by hand and refuses the parts that only make policies
 /// harder to audit or parse: anchors and aliases, explicit tags, complex keys, several documents.
-enum YAMLNode: Sendable {
-    case scalar(String, plain: Bool, SourceLocation)
-    case mapping([(key: String, keyLocation: SourceLocation, value: YAMLNode)], SourceLocation)
-    case sequence([YAMLNode], SourceLocation)
+struct YAMLNode {
+    unowned(unsafe) let doc: YAMLDocument
+    let index: Int
+
+    private var raw: YAMLDocument.Node { doc.nodes[index] }
+
+    var kind: YAMLDocument.Kind { raw.kind }
+    var isScalar: Bool { raw.kind == .scalar }
+    var isMapping: Bool { raw.kind == .mapping }
+    var isSequence: Bool { raw.kind == .sequence }
+    /// A scalar written without quotes.
+    var isPlainScalar: Bool { let r = raw; return r.kind == .scalar && r.plain }
+    /// Items of a sequence, entries of a mapping, 0 for a scalar.
+    var count: Int { let r = raw; return r.kind == .scalar ? 0 : Int(r.count) }
 
     var location: SourceLocation {
-        switch self {
-        case .scalar(_, _, let l), .mapping(_, let l), .sequence(_, let l): l
+        let r = raw
+        return SourceLocation(file: doc.file, line: Int(r.line), column: Int(r.column))
+    }
+
+    /// A scalar's text ("" for a collection).
+    var text: String {
+        let r = raw
+        guard r.kind == .scalar else { return "" }
+        return String(decoding: UnsafeBufferPointer(rebasing: doc.text[Int(r.start)..<Int(r.start + r.count)]), as: UTF8.self)
+    }
+
+    /// Calls `body` with a scalar's bytes (empty for a collection).
+    @inline(__always)
+    func withBytes<R>(_ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
+        let r = raw
+        let count = r.kind == .scalar ? Int(r.count) : 0
+        return body(UnsafeBufferPointer(rebasing: doc.text[Int(r.start)..<Int(r.start) + count]))
+    }
+
+    /// True when this is a scalar whose text is exactly `s` (compared as bytes, no String made).
+    func textIs(_ s: StaticString) -> Bool {
+        guard isScalar else { return false }
+        return withBytes { b in
+            b.count == s.utf8CodeUnitCount && (b.count == 0 || memcmp(b.baseAddress!, s.utf8Start, b.count) == 0)
+        }
+    }
+
+    /// The index of this scalar's text in `keys` (compared as bytes, no String made).
+    func index(in keys: KeySet) -> Int? {
+        guard isScalar else { return nil }
+        return withBytes { b in
+            for i in keys.names.indices {
+                let k = keys.bytes[i]
+                if k.count == b.count && (b.count == 0 || memcmp(b.baseAddress!, k.baseAddress!, b.count) == 0) { return i }
+            }
+            return nil
         }
     }
 
     /// A plain scalar that YAML reads as null (`~`, `null`, nothing at all).
     var isNull: Bool {
-        if case .scalar(let s, true, _) = self { return s.isEmpty || s == "~" || s == "null" || s == "Null" || s == "NULL" }
-        return false
+        let r = raw
+        guard r.kind == .scalar && r.plain else { return false }
+        switch r.count {
+        case 0: return true
+        case 1: return doc.text[Int(r.start)] == UInt8(ascii: "~")
+        case 4: return textIs("null") || textIs("Null") || textIs("NULL")
+        default: return false
+        }
+    }
+
+    /// A plain `true` or `false`.
+    var boolValue: Bool? {
+        guard isPlainScalar else { return nil }
+        if textIs("true") { return true }
+        if textIs("false") { return false }
+        return nil
     }
 
     /// What the node is, for "expected X, found Y" messages.
     var kindName: String {
-        switch self {
-        case .scalar(let s, let plain, _):
+        switch kind {
+        case .scalar:
             if isNull { return "null" }
-            if plain && (s == "true" || s == "false") { return "a boolean" }
-            if plain && Int(s) != nil { return "a number" }
+            if boolValue != nil { return "a boolean" }
+            if isPlainScalar && Int(text) != nil { return "a number" }
             return "a string"
         case .mapping: return "a mapping"
         case .sequence: return "a list"
+        }
+    }
+
+    /// The items of a sequence (nothing for another node).
+    var items: Children { Children(doc: doc, first: index + 1, end: isSequence ? Int(raw.end) : index + 1, step: 1) }
+
+    /// The entries of a mapping (nothing for another node).
+    var entries: Entries { Entries(children: Children(doc: doc, first: index + 1, end: isMapping ? Int(raw.end) : index + 1, step: 2)) }
+
+    struct Children: Sequence, IteratorProtocol {
+        unowned(unsafe) let doc: YAMLDocument
+        var position: Int
+        let end: Int
+        let step: Int
+
+        init(doc: YAMLDocument, first: Int, end: Int, step: Int) {
+            self.doc = doc
+            self.position = first
+            self.end = end
+            self.step = step
+        }
+
+        mutating func next() -> YAMLNode? {
+            guard position < end else { return nil }
+            let node = YAMLNode(doc: doc, index: position)
+            // A mapping's children alternate key, value: skip the value's subtree too.
+            position = step == 1 ? Int(doc.nodes[position].end) : Int(doc.nodes[position + 1].end)
+            return node
+        }
+    }
+
+    struct Entries: Sequence, IteratorProtocol {
+        var children: Children
+        mutating func next() -> (key: YAMLNode, value: YAMLNode)? {
+            guard let key = children.next() else { return nil }
+            return (key, YAMLNode(doc: key.doc, index: key.index + 1))
+        }
+    }
+}
+
+/// The keys a mapping may have, with their bytes ready for comparing against scalars (made once, kept in a
+/// static; the buffers live as long as the program).
+struct KeySet: @unchecked Sendable {
+    let names: [String]
+    let bytes: [UnsafeBufferPointer<UInt8>]
+
+    init(_ names: [String]) {
+        self.names = names
+        bytes = names.map { name in
+            let utf8 = Array(name.utf8)
+            let p = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: max(1, utf8.count))
+            _ = p.initialize(from: utf8)
+            return UnsafeBufferPointer(rebasing: p[0..<utf8.count])
         }
     }
 }
@@ -78,7 +235,7 @@ enum YAMLReader {
     static let maxDepth = 64
 
     /// Parses one YAML document. Throws a single diagnostic on a syntax error or an unsupported construct.
-    static func parse(_ bytes: [UInt8], file: String) throws(Diagnostic) -> YAMLNode {
+    static func parse(_ bytes: [UInt8], file: String) throws(Diagnostic) -> YAMLDocument {
         let start = SourceLocation(file: file, line: 1, column: 1)
         if bytes.count > maxBytes {
             throw Diagnostic(.error, start, "the file is \(bytes.count) bytes; a policy may have at most \(maxBytes) bytes")
@@ -92,70 +249,107 @@ enum YAMLReader {
             throw Diagnostic(.error, start, "cannot initialise the YAML parser (out of memory)")
         }
         defer { yaml_parser_delete(parser) }
-        return try bytes.withUnsafeBufferPointer { (buffer) throws(Diagnostic) -> YAMLNode in
+        return try bytes.withUnsafeBufferPointer { (buffer) throws(Diagnostic) -> YAMLDocument in
+            // The input is handed over as one buffer (no read callback, no copy).
             yaml_parser_set_input_string(parser, buffer.baseAddress, buffer.count)
             yaml_parser_set_encoding(parser, YAML_UTF8_ENCODING)
-            return try build(parser, file: file)
+            return try build(parser, file: file, sizeHint: buffer.count)
         }
     }
 
-    /// A collection being built. Kept in an array and mutated in place (`stack[top]`), so appending never
-    /// copies the collection.
+    /// A growable buffer of trivial values, owned by hand: `take()` hands it over, `free()` frees what was not
+    /// handed over.
+    private struct Buffer<T> {
+        private(set) var base: UnsafeMutablePointer<T>
+        private(set) var count = 0
+        private var capacity: Int
+        private var owned = true
+
+        init(capacity: Int) {
+            self.capacity = capacity
+            base = .allocate(capacity: capacity)
+        }
+
+        private mutating func reserve(_ more: Int) {
+            if count + more <= capacity { return }
+            var size = capacity * 2
+            while size < count + more { size *= 2 }
+            let bigger = UnsafeMutablePointer<T>.allocate(capacity: size)
+            bigger.moveInitialize(from: base, count: count)
+            base.deallocate()
+            base = bigger
+            capacity = size
+        }
+
+        mutating func append(_ value: T) {
+            reserve(1)
+            (base + count).initialize(to: value)
+            count += 1
+        }
+
+        mutating func append(_ values: UnsafePointer<T>, count n: Int) {
+            reserve(n)
+            (base + count).initialize(from: values, count: n)
+            count += n
+        }
+
+        subscript(i: Int) -> T {
+            get { base[i] }
+            set { base[i] = newValue }
+        }
+
+        mutating func take() -> UnsafeMutableBufferPointer<T> {
+            owned = false
+            return UnsafeMutableBufferPointer(start: base, count: count)
+        }
+
+        func free() { if owned { base.deallocate() } }
+    }
+
+    /// An open collection: where its node is, and how many children it has so far.
     private struct Frame {
+        var index: Int
         var isMapping: Bool
-        var at: SourceLocation
-        var items: [YAMLNode] = []
-        var entries: [(key: String, keyLocation: SourceLocation, value: YAMLNode)] = []
-        var pendingKey: (String, SourceLocation)? = nil
+        var children: Int
     }
 
-    private static func location(_ mark: yaml_mark_t, _ file: String) -> SourceLocation {
-        SourceLocation(file: file, line: Int(mark.line) + 1, column: Int(mark.column) + 1)
-    }
-
-    private static func string(_ p: UnsafeMutablePointer<yaml_char_t>?, length: Int) -> String {
-        guard let p else { return "" }
-        return String(decoding: UnsafeBufferPointer(start: p, count: length), as: UTF8.self)
-    }
-
-    /// Builds the tree from libyaml's events with an explicit stack (no recursion: deep input cannot
+    /// Builds the flat tree from libyaml's events with an explicit stack (no recursion: deep input cannot
     /// exhaust the thread's stack).
-    private static func build(_ parser: UnsafeMutablePointer<yaml_parser_t>, file: String) throws(Diagnostic) -> YAMLNode {
+    private static func build(_ parser: UnsafeMutablePointer<yaml_parser_t>, file: String, sizeHint: Int) throws(Diagnostic) -> YAMLDocument {
         var stack: [Frame] = []
-        var root: YAMLNode? = nil
+        stack.reserveCapacity(8)
+        // Nodes and scalar text go into plain buffers that grow by doubling and are handed to the document
+        // as they are (no per-append bookkeeping of an Array, no copy at the end).
+        var nodes = Buffer<YAMLDocument.Node>(capacity: max(64, sizeHint / 8))
+        var text = Buffer<UInt8>(capacity: max(64, sizeHint))
+        defer { nodes.free(); text.free() }
         var documents = 0
+        var finished = false
         var event = yaml_event_t()
 
-        func fail(_ at: SourceLocation, _ message: String) -> Diagnostic { Diagnostic(.error, at, message) }
-
-        /// Attaches a finished node to its parent (or makes it the root).
-        func attach(_ node: YAMLNode) throws(Diagnostic) {
-            guard !stack.isEmpty else {
-                root = node
-                return
-            }
-            let top = stack.count - 1
-            if !stack[top].isMapping {
-                stack[top].items.append(node)
-            } else if let (key, keyAt) = stack[top].pendingKey {
-                stack[top].entries.append((key, keyAt, node))
-                stack[top].pendingKey = nil
-            } else {
-                guard case .scalar(let key, _, let keyAt) = node else {
-                    throw fail(node.location, "a mapping key must be a plain word, not \(node.kindName)")
-                }
-                // Mappings in a policy are small: a linear scan beats a dictionary per mapping.
-                if let first = stack[top].entries.first(where: { $0.key == key })?.keyLocation {
-                    throw fail(keyAt, "duplicate key '\(key)' (first at line \(first.line), column \(first.column))")
-                }
-                stack[top].pendingKey = (key, keyAt)
-            }
+        func fail(_ line: Int32, _ column: Int32, _ message: String) -> Diagnostic {
+            Diagnostic(.error, SourceLocation(file: file, line: Int(line), column: Int(column)), message)
         }
 
         /// True when the innermost collection is a mapping waiting for a key.
         func expectingKey() -> Bool {
             guard let last = stack.last else { return false }
-            return last.isMapping && last.pendingKey == nil
+            return last.isMapping && last.children % 2 == 0
+        }
+
+        /// A scalar key must not repeat in its mapping (a linear scan: mappings in a policy are small).
+        func checkDuplicateKey(_ frame: Frame, _ key: Int) throws(Diagnostic) {
+            let k = nodes[key]
+            var i = frame.index + 1
+            let t = text.base
+            while i < key {
+                let other = nodes[i]
+                if other.count == k.count && (k.count == 0 || memcmp(t + Int(other.start), t + Int(k.start), Int(k.count)) == 0) {
+                    let name = String(decoding: UnsafeBufferPointer(start: t + Int(k.start), count: Int(k.count)), as: UTF8.self)
+                    throw fail(k.line, k.column, "duplicate key '\(name)' (first at line \(other.line), column \(other.column))")
+                }
+                i = Int(nodes[i + 1].end)
+            }
         }
 
         while true {
@@ -166,51 +360,63 @@ enum YAMLReader {
                 if let context = p.context.map({ String(cString: $0) }) {
                     message += " (\(context) at line \(p.context_mark.line + 1), column \(p.context_mark.column + 1))"
                 }
-                throw fail(location(p.problem_mark, file), message)
+                throw fail(Int32(truncatingIfNeeded: p.problem_mark.line + 1), Int32(truncatingIfNeeded: p.problem_mark.column + 1), message)
             }
             defer { yaml_event_delete(&event) }
-            let at = location(event.start_mark, file)
+            let line = Int32(truncatingIfNeeded: event.start_mark.line + 1)
+            let column = Int32(truncatingIfNeeded: event.start_mark.column + 1)
             switch event.type {
             case YAML_STREAM_START_EVENT, YAML_NO_EVENT:
                 continue
             case YAML_STREAM_END_EVENT:
-                guard let root else { throw fail(at, "the file holds no YAML document; a policy starts with `version: 1`") }
-                return root
+                guard finished else { throw fail(line, column, "the file holds no YAML document; a policy starts with `version: 1`") }
+                let document = YAMLDocument(file: file, nodes: nodes.take(), text: text.take())
+                return document
             case YAML_DOCUMENT_START_EVENT:
                 documents += 1
-                if documents > 1 { throw fail(at, "a policy file holds one YAML document; found a second one here (`---`)") }
+                if documents > 1 { throw fail(line, column, "a policy file holds one YAML document; found a second one here (`---`)") }
             case YAML_DOCUMENT_END_EVENT:
                 continue
             case YAML_ALIAS_EVENT:
-                throw fail(at, "YAML aliases (*name) are not allowed in a policy: write the value out")
+                throw fail(line, column, "YAML aliases (*name) are not allowed in a policy: write the value out")
             case YAML_SCALAR_EVENT:
                 let s = event.data.scalar
-                if s.anchor != nil { throw fail(at, "YAML anchors (&name) are not allowed in a policy") }
-                if s.tag != nil { throw fail(at, "YAML tags (!name) are not allowed in a policy") }
-                let text = string(s.value, length: Int(s.length))
-                try attach(.scalar(text, plain: s.style == YAML_PLAIN_SCALAR_STYLE, at))
-            case YAML_SEQUENCE_START_EVENT:
-                let s = event.data.sequence_start
-                if s.anchor != nil { throw fail(at, "YAML anchors (&name) are not allowed in a policy") }
-                if s.tag != nil { throw fail(at, "YAML tags (!name) are not allowed in a policy") }
-                if expectingKey() { throw fail(at, "a mapping key must be a plain word, not a list") }
-                if stack.count >= maxDepth { throw fail(at, "nesting deeper than \(maxDepth) levels") }
-                stack.append(Frame(isMapping: false, at: at))
-            case YAML_MAPPING_START_EVENT:
-                let m = event.data.mapping_start
-                if m.anchor != nil { throw fail(at, "YAML anchors (&name) are not allowed in a policy") }
-                if m.tag != nil { throw fail(at, "YAML tags (!name) are not allowed in a policy") }
-                if expectingKey() { throw fail(at, "a mapping key must be a plain word, not a mapping") }
-                if stack.count >= maxDepth { throw fail(at, "nesting deeper than \(maxDepth) levels") }
-                stack.append(Frame(isMapping: true, at: at))
-            case YAML_SEQUENCE_END_EVENT:
-                guard let frame = stack.popLast(), !frame.isMapping else { throw fail(at, "malformed YAML") }
-                try attach(.sequence(frame.items, frame.at))
-            case YAML_MAPPING_END_EVENT:
-                guard let frame = stack.popLast(), frame.isMapping, frame.pendingKey == nil else { throw fail(at, "malformed YAML") }
-                try attach(.mapping(frame.entries, frame.at))
+                if s.anchor != nil { throw fail(line, column, "YAML anchors (&name) are not allowed in a policy") }
+                if s.tag != nil { throw fail(line, column, "YAML tags (!name) are not allowed in a policy") }
+                let index = nodes.count
+                let start = text.count
+                if let value = s.value, s.length > 0 { text.append(value, count: Int(s.length)) }
+                nodes.append(YAMLDocument.Node(kind: .scalar, plain: s.style == YAML_PLAIN_SCALAR_STYLE, line: line, column: column,
+                                               start: Int32(start), count: Int32(text.count - start), end: Int32(index + 1)))
+                if stack.isEmpty {
+                    finished = true
+                } else {
+                    let top = stack.count - 1
+                    if expectingKey() { try checkDuplicateKey(stack[top], index) }
+                    stack[top].children += 1
+                }
+            case YAML_SEQUENCE_START_EVENT, YAML_MAPPING_START_EVENT:
+                let isMapping = event.type == YAML_MAPPING_START_EVENT
+                let anchor = isMapping ? event.data.mapping_start.anchor : event.data.sequence_start.anchor
+                let tag = isMapping ? event.data.mapping_start.tag : event.data.sequence_start.tag
+                if anchor != nil { throw fail(line, column, "YAML anchors (&name) are not allowed in a policy") }
+                if tag != nil { throw fail(line, column, "YAML tags (!name) are not allowed in a policy") }
+                if expectingKey() { throw fail(line, column, "a mapping key must be a plain word, not \(isMapping ? "a mapping" : "a list")") }
+                if stack.count >= maxDepth { throw fail(line, column, "nesting deeper than \(maxDepth) levels") }
+                if let top = stack.indices.last { stack[top].children += 1 }
+                stack.append(Frame(index: nodes.count, isMapping: isMapping, children: 0))
+                nodes.append(YAMLDocument.Node(kind: isMapping ? .mapping : .sequence, plain: false, line: line, column: column,
+                                               start: 0, count: 0, end: 0))
+            case YAML_SEQUENCE_END_EVENT, YAML_MAPPING_END_EVENT:
+                let isMapping = event.type == YAML_MAPPING_END_EVENT
+                guard let frame = stack.popLast(), frame.isMapping == isMapping, !isMapping || frame.children % 2 == 0 else {
+                    throw fail(line, column, "malformed YAML")
+                }
+                nodes[frame.index].count = Int32(isMapping ? frame.children / 2 : frame.children)
+                nodes[frame.index].end = Int32(nodes.count)
+                if stack.isEmpty { finished = true }
             default:
-                throw fail(at, "malformed YAML")
+                throw fail(line, column, "malformed YAML")
             }
         }
     }

@@ -135,28 +135,21 @@ do {
     exit(1)
 }
 
-// libvirt's own log goes to a file in the state directory, never to the container's stderr.
-setenv("LIBVIRT_LOG_OUTPUTS", "3:file:\(stateDirectory)/monitor.log", 1)
-virSetErrorFunc(nil, ignoreVirtError)
-virEventRegisterDefaultImpl()
-var eventThread = pthread_t()
-pthread_create(&eventThread, nil, runVirtEventLoop, nil)
-
-var connection: virConnectPtr? = nil
-var domain: virDomainPtr? = nil
-
-@MainActor func destroyDomain() {
-    if let domain {
-        _ = virDomainDestroy(domain)
-        _ = virDomainFree(domain)
+let driver: any VMDriver
+do {
+    if config.usesOwnVMM {
+        guard let launch = config.vmm else { throw MonitorFailure(description: "monitor.json asks for the kvm driver but describes no VM (vmm)") }
+        driver = OwnVMMDriver(launch: launch, stateDirectory: stateDirectory)
+    } else {
+        driver = try LibvirtDriver(config: config, stateDirectory: stateDirectory)
     }
-    domain = nil
-    if let connection { _ = virConnectClose(connection) }
-    connection = nil
+} catch {
+    report("error \(error)")
+    exit(1)
 }
 
 @MainActor func finish(_ code: Int32) -> Never {
-    destroyDomain()
+    driver.destroy()
     exit(code)
 }
 
@@ -164,38 +157,28 @@ let channel: GuestChannel
 let commands: UnixListener
 var terminal: HostTerminal? = nil
 do {
-    if let root = config.embedRoot { try prepareEmbedRoot(root, sharedCache: config.sharedCapabilityCache) }
-    let control = try UnixListener(path: config.domain.controlSocket)
-    let stdio = try UnixListener(path: config.domain.stdioSocket)
+    let controlPath = config.vmm?.controlSocket ?? config.domain.controlSocket
+    let stdioPath = config.vmm?.stdioSocket ?? config.domain.stdioSocket
+    let control = try UnixListener(path: controlPath)
+    let stdio = try UnixListener(path: stdioPath)
     commands = try UnixListener(path: stateDirectory + "/" + MonitorConfig.commandSocket, backlog: 16)
     // runc hands the engine the container's terminal during create; so do we (a host pty relayed to the guest's).
     if let socket = config.consoleSocket { terminal = try HostTerminal(consoleSocket: socket, controlling: true) }
-    guard let c = virConnectOpen(config.hypervisorURI) else {
-        throw MonitorFailure(description: "cannot open the hypervisor \(config.hypervisorURI): \(lastVirtError())")
-    }
-    connection = c
-    guard let d = virDomainCreateXML(c, config.domain.xml, 0) else {
-        throw MonitorFailure(description: "libvirt refused to start domain \(config.domain.name): \(lastVirtError()); see \(stateDirectory)/monitor.log")
-    }
-    domain = d
-    if let pid = qemuPid(config: config) {
+    if let pid = try driver.start() {
+        // The hypervisor process (QEMU or Bulkhead's VMM): `kill -9` and `delete` reach it through its pid.
         report("qemu \(pid)")
         try? writeFile(stateDirectory + "/" + MonitorConfig.qemuPidFile, Array("\(pid)\n".utf8))
-        let limit = (config.domain.memoryMiB + config.domain.overheadMiB) << 20
-        if let problem = HostMemoryLimit.apply(pid: pid, bytes: limit),
-           let log = try? FileDescriptor.open(stateDirectory + "/monitor.log", O_WRONLY | O_APPEND | O_CREAT, mode: 0o600) {
-            // Not the container's stderr: that belongs to the workload.
-            try? log.writeAll(Array("bulkhead-vm-monitor: warning: \(problem)\n".utf8), path: "monitor.log")
-        }
     }
-    if let root = config.embedRoot, let shared = config.sharedCapabilityCache, access(shared, F_OK) != 0 {
-        copyFiles(from: root + "/cache/qemu/capabilities", to: shared)
-    }
-    let controlFD = try control.accept(timeoutMs: 60_000)
-    let stdioFD = try stdio.accept(timeoutMs: 60_000)
+    let controlFD = try driver.accept(control, timeoutMs: 60_000)
+    let stdioFD = try driver.accept(stdio, timeoutMs: 60_000)
     channel = GuestChannel(control: controlFD, stdio: stdioFD)
-    try channel.handshake(timeoutMs: 300_000)
-    try channel.create(containerID: config.containerID, spec: readFile(config.specPath), timeoutMs: 120_000)
+    do {
+        try channel.handshake(timeoutMs: 300_000)
+        try channel.create(containerID: config.containerID, spec: readFile(config.specPath), timeoutMs: 120_000)
+    } catch {
+        if let why = driver.explainEnd(waitMs: 2_000) { throw MonitorFailure(description: "\(error) (\(why))") }
+        throw error
+    }
     report("created")
     close(syncFD)
 } catch {
@@ -217,14 +200,22 @@ let clientEncoder = FrameEncoder()
 let stdinQueueLimit = 1 << 20
 
 /// One `bulkhead-vm-monitor exec` connected to the command socket: its process in the guest and its framed stream.
+/// Frames to the client are queued and written as its socket accepts them (non-blocking): a client that stops
+/// reading stalls neither the workload's stdio nor other execs. One that falls ``execBacklogLimit`` behind is cut off.
 final class ExecConnection {
     let fd: Int32
     var decoder = FrameDecoder()
     var process: UInt32?
     var running = false
     var exited = false
+    var outgoing: [UInt8] = []
+    var offset = 0
+    /// Close once the queue is written (the process ended).
+    var closeWhenFlushed = false
     init(fd: Int32) { self.fd = fd }
+    var pending: Int { outgoing.count - offset }
 }
+let execBacklogLimit = 64 << 20
 var execConnections: [Int32: ExecConnection] = [:]
 var nextProcess: UInt32 = 1
 /// Command connections waiting for the guest's answer to ps / stats, in order.
@@ -247,23 +238,48 @@ var waitingForStats: [Int32] = []
     execConnections[c.fd] = nil
 }
 
+/// Writes what the client's socket takes now; closes the connection once an ended process's queue is out.
+@MainActor func flushExec(_ c: ExecConnection) {
+    while c.pending > 0 {
+        let n = c.outgoing.withUnsafeBytes { send(c.fd, $0.baseAddress! + c.offset, $0.count - c.offset, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+        if n > 0 { c.offset += n; continue }
+        if n < 0 && errno == EINTR { continue }
+        if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { break }
+        // The client is gone.
+        c.outgoing.removeAll(); c.offset = 0
+        dropExec(c)
+        return
+    }
+    if c.pending == 0 {
+        c.outgoing.removeAll(keepingCapacity: true); c.offset = 0
+        if c.closeWhenFlushed {
+            close(c.fd)
+            execConnections[c.fd] = nil
+        }
+    }
+}
+
 @MainActor func toExec(_ process: UInt32, _ message: Message) {
     guard let c = execConnections.values.first(where: { $0.process == process }) else { return }
-    if let frame = try? clientEncoder.encode(message) { writeAll(c.fd, frame) }
+    if let frame = try? clientEncoder.encode(message) { c.outgoing += frame }
     switch message {
     case .started:
         c.running = true
     case .exited:
         c.exited = true
-        close(c.fd)
-        execConnections[c.fd] = nil
+        c.closeWhenFlushed = true
     case .error where !c.running:
         // The process never ran: nothing more will come for it.
         c.exited = true
-        close(c.fd)
-        execConnections[c.fd] = nil
+        c.closeWhenFlushed = true
     default: break
     }
+    if c.pending > execBacklogLimit {
+        logLine("exec client of process \(process) is \(c.pending) bytes behind; cutting it off (its process is killed)")
+        dropExec(c)
+        return
+    }
+    flushExec(c)
 }
 
 @MainActor func handle(_ message: Message) {
@@ -351,16 +367,25 @@ var waitingForStats: [Int32] = []
         writeAll(fd, Array("ok\n".utf8))
         execConnections[fd] = ExecConnection(fd: fd)
     case "pause":
-        guard let domain else { reply(fd, "error the VM is gone"); return }
-        if virDomainSuspend(domain) != 0 { reply(fd, "error libvirt: \(lastVirtError())"); return }
+        if let problem = driver.pause() { reply(fd, "error \(problem)"); return }
         try? writeFile(stateDirectory + "/" + MonitorConfig.pausedMarker, [])
         reply(fd, "ok")
     case "resume":
-        guard let domain else { reply(fd, "error the VM is gone"); return }
         guard access(stateDirectory + "/" + MonitorConfig.pausedMarker, F_OK) == 0 else { reply(fd, "error the container is not paused"); return }
-        if virDomainResume(domain) != 0 { reply(fd, "error libvirt: \(lastVirtError())"); return }
+        if let problem = driver.resume() { reply(fd, "error \(problem)"); return }
         unlink(stateDirectory + "/" + MonitorConfig.pausedMarker)
         reply(fd, "ok")
+    case let line where line.hasPrefix("signal-all "):
+        guard let sig = Int32(line.dropFirst(11)), sig > 0, sig < 65 else { reply(fd, "error bad signal in '\(line.prefix(40))'"); return }
+        guard started else { reply(fd, "error the container has not started"); return }
+        do {
+            // The exec'd processes first: when the workload ends, the guest powers off.
+            for c in execConnections.values where c.running && !c.exited {
+                if let p = c.process { try channel.send(.signal(process: p, signal: sig)) }
+            }
+            if status == nil { try channel.send(.signal(process: 0, signal: sig)) }
+            reply(fd, "ok")
+        } catch { reply(fd, "error \(error)") }
     case "ps", "stats":
         guard access(stateDirectory + "/" + MonitorConfig.pausedMarker, F_OK) != 0 else { reply(fd, "error the container is paused (its guest cannot answer)"); return }
         do {
@@ -381,7 +406,11 @@ while !(status != nil && stdoutClosed && stderrClosed) && !vmGone {
                pollfd(fd: channel.stdio, events: Int16(POLLIN | (channel.hasQueuedStdin ? POLLOUT : 0)), revents: 0),
                pollfd(fd: wantStdin ? inputFD : -1, events: Int16(POLLIN), revents: 0)]
     let execs = Array(execConnections.values)
-    for c in execs { fds.append(pollfd(fd: backlogged ? -1 : c.fd, events: Int16(POLLIN), revents: 0)) }
+    for c in execs {
+        // Reading from a client is held back while the guest's stdin queue is full; writing to it never is.
+        let events = (backlogged || c.closeWhenFlushed ? 0 : POLLIN) | (c.pending > 0 ? POLLOUT : 0)
+        fds.append(pollfd(fd: c.fd, events: Int16(events), revents: 0))
+    }
     let r = poll(&fds, nfds_t(fds.count), 1000)
     if r < 0 { if errno == EINTR { continue }; break }
     if fds[0].revents != 0 { serveCommand() }
@@ -393,7 +422,8 @@ while !(status != nil && stdoutClosed && stderrClosed) && !vmGone {
                 if started, let size = terminal?.size { try? channel.send(.windowSize(process: 0, rows: size.rows, columns: size.columns)) }
                 continue
             }
-            if sig == SIGCHLD || sig == SIGPIPE || sig == SIGURG { continue }
+            if sig == SIGCHLD { _ = driver.reap(); continue }
+            if sig == SIGPIPE || sig == SIGURG { continue }
             if started {
                 try? channel.send(.signal(process: 0, signal: sig))
             } else if sig == SIGTERM || sig == SIGINT || sig == SIGHUP || sig == SIGQUIT {
@@ -412,7 +442,10 @@ while !(status != nil && stdoutClosed && stderrClosed) && !vmGone {
             if terminal == nil { try? channel.send(.closeStdin(process: 0)) }
         }
     }
-    for (i, c) in execs.enumerated() where fds[5 + i].revents != 0 && execConnections[c.fd] != nil { serveExec(c) }
+    for (i, c) in execs.enumerated() where fds[5 + i].revents != 0 && execConnections[c.fd] != nil {
+        if fds[5 + i].revents & Int16(POLLOUT) != 0 { flushExec(c) }
+        if execConnections[c.fd] != nil && fds[5 + i].revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 && !c.closeWhenFlushed { serveExec(c) }
+    }
     if fds[2].revents != 0 || fds[3].revents != 0 {
         do {
             while let message = try channel.receive(deadlineMs: nowMs() + 1) { handle(message) }
@@ -422,6 +455,12 @@ while !(status != nil && stdoutClosed && stderrClosed) && !vmGone {
     }
 }
 
+// What the exec'd processes wrote last still goes to their clients (a little patience for slow readers).
+let flushDeadline = nowMs() + 2_000
+while nowMs() < flushDeadline, let c = execConnections.values.first(where: { $0.pending > 0 }) {
+    var p = pollfd(fd: c.fd, events: Int16(POLLOUT), revents: 0)
+    if poll(&p, 1, 100) > 0 { flushExec(c) }
+}
 for c in execConnections.values { close(c.fd) }
 for fd in waitingForProcessList + waitingForStats { reply(fd, "error the container ended") }
 unlink(stateDirectory + "/" + MonitorConfig.pausedMarker)

@@ -101,6 +101,41 @@ struct GuestTests {
         #expect(reports.messages.isEmpty, "\(reports.messages)")
     }
 
+    @Test("A malicious virtio-console driver: hostile control messages and buffers are refused and reported; the ports still work")
+    func maliciousConsoleDriver() throws {
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        defer { close(fds[0]); close(fds[1]) }
+        let reports = ReportLog()
+        let vm = try VirtualMachine(VMConfiguration(kernel: try Guests.elf("evilconsole"), memoryMiB: 64, consoleOutputFD: fds[1],
+                                                    consolePorts: ["stdio", "control"])) { reports.add($0) }
+        try vm.start()
+        let control = vm.consolePortFDs[1]
+        #expect(readUntil(control, "\n") == "still here\n")
+        let reply = Array("reply\n".utf8)
+        #expect(write(control, reply, reply.count) == reply.count)
+        let uart = readUntil(fds[0], "received: reply\n", seconds: 20)
+        // More bytes for the receive buffer the guest then puts in the MMIO hole.
+        let more = Array("more\n".utf8)
+        #expect(write(control, more, more.count) == more.count)
+        #expect(vm.wait() == .reset)
+        let rest = uart + readUntil(fds[0], "malicious console done\n", seconds: 5)
+        for step in ["control-beyond-ram", "control-short", "port-ready-unknown-port", "control-unknown-event",
+                     "device-ready-failure", "port-open-unknown-port", "ports-open"] {
+            #expect(rest.contains(step + "\n"), "\(step): \(rest)")
+        }
+        for attack in ["tx-device-writable", "tx-in-mmio-hole", "tx-beyond-ram", "tx-huge-length", "tx-looping-chain",
+                       "tx-next-beyond-queue", "tx-good", "rx-in-mmio-hole"] {
+            #expect(rest.contains(attack + ": len=0\n"), "\(attack): \(rest)")
+        }
+        #expect(rest.contains("received: reply\n") && rest.contains("malicious console done\n"), "\(rest)")
+        let messages = reports.messages.joined(separator: "\n")
+        for report in ["control message rejected", "PORT_READY for port 999", "control event 42", "device failure",
+                       "PORT_OPEN for port 77", "transmit buffer is device-writable", "transmit rejected", "receive buffer rejected"] {
+            #expect(messages.contains(report), "\(report): \(messages)")
+        }
+    }
+
     @Test("A malicious virtio-blk driver: the VMM survives, reports, and the device recovers after reset (jailed)")
     func maliciousGuest() throws {
         let disk = try temporaryFile([UInt8](repeating: 0x5A, count: 64 * 1024))
@@ -128,7 +163,10 @@ struct GuestTests {
     func jail() throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: BulkheadBinary.path)
-        process.arguments = ["vm", "run", "--kernel", try Guests.elf("hello"), "--memory", "64", "--vcpus", "2"]
+        // A 6 MiB initrd of random bytes: loading it into guest RAM must be charged to the VMM's own cgroup.
+        let initrd = try temporaryFile((0..<(6 << 20)).map { _ in UInt8.random(in: 0...255) }, suffix: ".initrd")
+        defer { unlink(initrd) }
+        process.arguments = ["vm", "run", "--kernel", try Guests.elf("hello"), "--initrd", initrd, "--memory", "64", "--vcpus", "2"]
         let out = Pipe()
         process.standardOutput = out
         process.standardError = FileHandle.nullDevice
@@ -150,6 +188,10 @@ struct GuestTests {
         let limitFile = memoryRoot == "/sys/fs/cgroup" ? "memory.max" : "memory.limit_in_bytes"
         let limit = try String(contentsOfFile: "\(memoryRoot)/bulkhead/vm-\(pid)/\(limitFile)", encoding: .utf8)
         #expect(UInt64(limit.trimmingCharacters(in: .whitespacesAndNewlines)) == (64 << 20) + VMJail.overheadBytes)
+        let usageFile = memoryRoot == "/sys/fs/cgroup" ? "memory.current" : "memory.usage_in_bytes"
+        let usage = UInt64((try String(contentsOfFile: "\(memoryRoot)/bulkhead/vm-\(pid)/\(usageFile)", encoding: .utf8))
+            .trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        #expect(usage >= 6 << 20, "the guest RAM the VMM filled is charged to its cgroup: \(usage) bytes")
         #expect(try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/mnt")
                 != FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/mnt"))
         let mounts = try String(contentsOfFile: "/proc/\(pid)/mountinfo", encoding: .utf8).split(separator: "\n")

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import MicroVM
 import LinuxOS
+import TestSupport
 
 /// Whether this host can run the KVM tests, and why not.
 enum Host {
@@ -13,41 +14,10 @@ enum Host {
     static let ignoresSIGPIPE: Bool = { signal(SIGPIPE, SIG_IGN); return true }()
 }
 
-/// Builds the freestanding test guests in Guests/ once per test process (gcc, -ffreestanding -nostdlib).
+/// The freestanding test guests (built by TestSupport's ``FreestandingGuests``).
 enum Guests {
-    static let sourceDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Guests")
-    static let buildDirectory: URL = {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bulkhead-guests-\(getpid())")
-        try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        return dir
-    }()
-    private static let lock = NSLock()
-
-    /// The ELF for guest `name` (its `name.c` plus start.S), building it on first use.
-    static func elf(_ name: String) throws -> String {
-        lock.lock()
-        defer { lock.unlock() }
-        let output = buildDirectory.appendingPathComponent("\(name).elf").path
-        if FileManager.default.fileExists(atPath: output) { return output }
-        let src = sourceDirectory.path
-        try run("/usr/bin/gcc", ["-ffreestanding", "-nostdlib", "-static", "-fno-pic", "-no-pie", "-mno-red-zone",
-                                 "-mgeneral-regs-only", "-O2", "-fno-stack-protector", "-fcf-protection=none",
-                                 "-Wl,-T,\(src)/linker.ld", "-Wl,--build-id=none", "-Wl,--no-warn-rwx-segments",
-                                 "-o", output, "\(src)/start.S", "\(src)/\(name).c"])
-        return output
-    }
-
-    /// A flat binary of guest `name` (objcopy -O binary), for the flat-image loader.
-    static func flat(_ name: String) throws -> String {
-        let elfPath = try elf(name)
-        lock.lock()
-        defer { lock.unlock() }
-        let output = buildDirectory.appendingPathComponent("\(name).bin").path
-        if !FileManager.default.fileExists(atPath: output) {
-            try run("/usr/bin/objcopy", ["-O", "binary", "--only-section=.text", "--only-section=.rodata", "--only-section=.data", elfPath, output])
-        }
-        return output
-    }
+    static func elf(_ name: String) throws -> String { try FreestandingGuests.elf(name) }
+    static func flat(_ name: String) throws -> String { try FreestandingGuests.flat(name) }
 }
 
 struct CommandFailed: Error, CustomStringConvertible { let description: String }

@@ -2,6 +2,8 @@
 //
 //   policy-bench write FILE [RULES]   write the generated policy (so other loaders can read the same bytes)
 //   policy-bench run FILE             time loading+validating FILE and deciding against it; print medians
+//   policy-bench load FILE [N]        load FILE N times (for instruction counts: callgrind on N=1 and N=3)
+//   policy-bench diagnose FILE...     print every diagnostic of each FILE (to compare loaders on the same inputs)
 import Policy
 #if canImport(Glibc)
 import Glibc
@@ -82,7 +84,7 @@ case "run":
         loads.append(Double(now() - t0) / 1e6)
     }
     let p = policy!
-    print("load+validate \(p.rules.count) rules, \(bytes.count) bytes: median \(format3(median(loads))) ms wall, \(format3(median(loadsCPU))) ms CPU (30 runs)")
+    print("load+validate \(p.rules.count) rules, \(bytes.count) bytes: median \(format3(median(loads))) ms wall, \(format3(median(loadsCPU))) ms CPU (30 runs; fastest \(format3(loadsCPU.min()!)) ms CPU)")
 
     let requests: [(String, DeploymentRequest)] = [
         ("first rule", DeploymentRequest(tenant: "tenant-0000", image: "registry.example.com/team-0000/api:1", annotations: ["tier": "gold-1"])),
@@ -107,6 +109,12 @@ case "run":
         let e0 = cpuNow()
         _ = p.decide(request, explain: true)
         print("    explain (full trace): \(format3(Double(cpuNow() - e0) / 1e3)) µs CPU")
+    }
+case "diagnose":   // for comparing loaders: every diagnostic of each FILE, as `policy check` prints them
+    for path in args[2...] {
+        let (policy, diagnostics) = Policy.check(readFile(path), source: path)
+        print("== \(path): \(policy == nil ? "invalid" : "valid, \(policy!.rules.count) rules")")
+        for d in diagnostics { print(d) }
     }
 case "load":   // for profiling: load only
     let bytes = readFile(args[2])

@@ -30,11 +30,23 @@ public final class VirtioConsole: VirtioDevice, @unchecked Sendable {
     public var deviceFeatures: UInt64 { Self.featureMultiport }
 
     /// Creates the ports; returns the device and, per port, the host's end of its socket pair (the caller closes it).
-    public static func make(portNames: [String]) throws -> (VirtioConsole, [Int32]) {
+    /// A port named in `endpoints` is joined to that already connected stream socket instead (the device takes it
+    /// over; its host end is reported as -1): that is how `bulkhead vm run --port` hands a port to a monitor.
+    public static func make(portNames: [String], endpoints: [String: Int32] = [:]) throws -> (VirtioConsole, [Int32]) {
         guard !portNames.isEmpty, portNames.count <= 16 else { throw KVMError("virtio-console needs 1…16 ports") }
+        guard Set(portNames).count == portNames.count else { throw KVMError("virtio-console port names must differ: \(portNames)") }
+        if let stray = endpoints.keys.first(where: { !portNames.contains($0) }) {
+            throw KVMError("console endpoint for port '\(stray)', which is not one of the ports \(portNames)")
+        }
         var vmmEnds: [Int32] = []
         var hostEnds: [Int32] = []
         for name in portNames {
+            if let fd = endpoints[name] {
+                _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+                vmmEnds.append(fd)
+                hostEnds.append(-1)
+                continue
+            }
             var pair: [Int32] = [0, 0]
             try sys("socketpair", "console port \(name)") { socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) }
             _ = fcntl(pair[0], F_SETFL, O_NONBLOCK)

@@ -2,16 +2,14 @@
    ports the host announces, sends a line on port 1 ("control") and port 0 ("stdio"), prints what the host sends
    back on port 1, then resets. */
 #include "guest.h"
-enum { DEVICE_READY = 0, DEVICE_ADD = 1, PORT_READY = 3, CONSOLE_PORT = 4, PORT_OPEN = 6, PORT_NAME = 7 };
-struct control { uint32_t id; uint16_t event, value; };
 static struct queue rx0, tx0, crx, ctx, rx1, tx1;
 static uint8_t cbuf[8][64];
 static uint8_t rbuf[256];
-static struct control out;
+static struct console_control out;
 static char line[64];
 
 static void send_control(uint32_t id, uint16_t event, uint16_t value) {
-    out = (struct control){ id, event, value };
+    out = (struct console_control){ id, event, value };
     ctx.desc[0] = (struct desc){ (uintptr_t)&out, sizeof(out), 0, 0 };
     queue_offer(&ctx, 0);
     if (queue_wait(&ctx) < 0) { puts_("control send timeout\n"); reset(); }
@@ -25,6 +23,12 @@ static void send_data(struct queue *q, const char *s) {
     if (queue_wait(q) < 0) { puts_("data send timeout\n"); reset(); }
 }
 
+static void print_name(uint32_t id, const uint8_t *name, int64_t length) {
+    puts_("port "); putdec(id); puts_(" name ");
+    for (int64_t k = 0; k < length; k++) putc_((char)name[k]);
+    putc_('\n');
+}
+
 void main(void) {
     uintptr_t b = virtio_find(3);
     if (!b) { puts_("no virtio-console device\n"); reset(); }
@@ -34,30 +38,11 @@ void main(void) {
     queue_setup(b, &rx1, 4); queue_setup(b, &tx1, 5);
     virtio_ready(b);
     puts_("max ports="); putdec(ports); putc_('\n');
-    for (uint16_t i = 0; i < 8; i++) {
-        crx.desc[i] = (struct desc){ (uintptr_t)cbuf[i], 64, DESC_WRITE, 0 };
-        queue_offer(&crx, i);
-    }
+    console_offer_control_buffers(&crx, cbuf);
     rx1.desc[0] = (struct desc){ (uintptr_t)rbuf, sizeof(rbuf) - 1, DESC_WRITE, 0 };
     queue_offer(&rx1, 0);
-    send_control(0, DEVICE_READY, 1);
-    int opened = 0;
-    while (opened < 2) {
-        uint32_t id;
-        int64_t len = queue_wait_id(&crx, &id);
-        if (len < 0 || id >= 8) { puts_("control receive timeout\n"); reset(); }
-        struct control *c = (struct control *)cbuf[id];
-        if (c->event == DEVICE_ADD) send_control(c->id, PORT_READY, 1);
-        else if (c->event == PORT_NAME) {
-            puts_("port "); putdec(c->id); puts_(" name ");
-            for (int64_t k = 8; k < len; k++) putc_((char)cbuf[id][k]);
-            putc_('\n');
-        } else if (c->event == PORT_OPEN && c->value == 1) {
-            send_control(c->id, PORT_OPEN, 1);
-            opened++;
-        }
-        queue_offer(&crx, (uint16_t)id);
-    }
+    send_control(0, CONSOLE_DEVICE_READY, 1);
+    console_open_ports(&crx, cbuf, 2, send_control, print_name);
     send_data(&tx1, "hello over the control port\n");
     send_data(&tx0, "stdio says hi\n");
     int64_t got = queue_wait(&rx1);

@@ -115,3 +115,33 @@ static int64_t queue_wait(struct queue *q) {
     }
     return -1;
 }
+
+/* virtio-console multiport, shared by the console guests: control message events and the port handshake. */
+enum { CONSOLE_DEVICE_READY = 0, CONSOLE_DEVICE_ADD = 1, CONSOLE_PORT_READY = 3, CONSOLE_PORT_OPEN = 6, CONSOLE_PORT_NAME = 7 };
+struct console_control { uint32_t id; uint16_t event, value; };
+
+/* Offers the eight 64-byte control receive buffers `cbuf` on `crx`. */
+static void console_offer_control_buffers(struct queue *crx, uint8_t (*cbuf)[64]) {
+    for (uint16_t i = 0; i < 8; i++) {
+        crx->desc[i] = (struct desc){ (uintptr_t)cbuf[i], 64, DESC_WRITE, 0 };
+        queue_offer(crx, i);
+    }
+}
+
+/* After the driver's DEVICE_READY: answers DEVICE_ADD with PORT_READY and the host's PORT_OPEN with PORT_OPEN
+   until `ports` ports are open (`send` writes one control message); `on_name` (optional) sees each PORT_NAME. */
+static void console_open_ports(struct queue *crx, uint8_t (*cbuf)[64], int ports,
+                               void (*send)(uint32_t, uint16_t, uint16_t),
+                               void (*on_name)(uint32_t id, const uint8_t *name, int64_t length)) {
+    int opened = 0;
+    while (opened < ports) {
+        uint32_t id;
+        int64_t len = queue_wait_id(crx, &id);
+        if (len < 0 || id >= 8) { puts_("control receive timeout\n"); reset(); }
+        struct console_control *c = (struct console_control *)cbuf[id];
+        if (c->event == CONSOLE_DEVICE_ADD) send(c->id, CONSOLE_PORT_READY, 1);
+        else if (c->event == CONSOLE_PORT_NAME && on_name) on_name(c->id, cbuf[id] + 8, len - 8);
+        else if (c->event == CONSOLE_PORT_OPEN && c->value == 1) { send(c->id, CONSOLE_PORT_OPEN, 1); opened++; }
+        queue_offer(crx, (uint16_t)id);
+    }
+}
