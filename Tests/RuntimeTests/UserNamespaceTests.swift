@@ -300,7 +300,7 @@ struct UserNamespaceImageTests {
         let id = "ua-\(shift)"
         defer { _ = try? s.bh(["delete", "--force", id]) }
         let r = try s.bh(["run", "-d", "--name", id, "--userns", "auto:shift=\(shift)", "-v", "\(volume):/vol", "bb", "sh", "-c",
-                          "touch /vol/made-inside /made-inside && echo changed >> /etc/passwd && exec sleep 60"])
+                          "echo changed >> /etc/passwd && touch /made-inside /vol/made-inside && exec sleep 60"])
         #expect(r.code == 0, "\(r.stderr)")
         #expect(r.stderr.contains("rootfs shifted with \(shift == "chown" ? "chown" : "idmapped layers")"), "the log says which way: \(r.stderr)")
         let pid = try s.pid(id)
@@ -308,6 +308,7 @@ struct UserNamespaceImageTests {
         #expect(maps.count == 1 && maps[0].inside == 0 && maps[0].count == 65536 && maps[0].outside >= 100000, "\(maps)")
         let hostUID = maps[0].outside
         #expect(try UserNamespaceTests.ids(ofPid: pid).uid.first == String(hostUID), "container root is an ordinary host user")
+        // The volume's file is the container's last write: once it is there, so are the others.
         for _ in 0..<250 where access(volume + "/made-inside", F_OK) != 0 { usleep(20_000) }
         let upper = s.dir + "/data/rootfs/\(id)/upper"
         #expect(try Self.owner(volume + "/made-inside") == (hostUID, hostUID))
