@@ -53,6 +53,9 @@ public struct CgroupLayout: Sendable, Equatable {
         return parse(mountinfo: text)
     }
 
+    /// Where the host's cgroup hierarchies are mounted.
+    public static let base = "/sys/fs/cgroup"
+
     /// The layout described by a mountinfo text (for tests against fake trees).
     public static func parse(mountinfo text: String) -> CgroupLayout {
         var v1: [Hierarchy] = []
@@ -65,6 +68,9 @@ public struct CgroupLayout: Sendable, Equatable {
             let pre = fields[..<dash], post = fields[(dash + 1)...]
             guard pre.count >= 5, post.count >= 3 else { continue }
             let mountPoint = Mount.unescapeMountinfoForTesting(String(pre[pre.startIndex + 4]))
+            // Only the hierarchies at /sys/fs/cgroup are the host's (as runc and crun assume): cgroup mounts elsewhere
+            // (a chroot's /sys, another tool's private mount seen through propagation) are someone else's.
+            guard mountPoint == Self.base || mountPoint.hasPrefix(Self.base + "/") else { continue }
             let root = String(pre[pre.startIndex + 3])
             switch post[post.startIndex] {
             case "cgroup2":

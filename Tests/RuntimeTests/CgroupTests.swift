@@ -48,6 +48,10 @@ import Testing
         #expect(h.hierarchy(for: "name=systemd") != nil)
         let u = CgroupLayout.parse(mountinfo: Self.unified)
         #expect(u.kind == .unified && u.v1.isEmpty && u.unified == "/sys/fs/cgroup")
+        // Cgroup mounts outside /sys/fs/cgroup (a chroot's, seen through propagation) are not the host's layout.
+        let stray = Self.unified + "\n" + Self.hybrid.replacingOccurrences(of: " /sys/fs/cgroup", with: " /tmp/chroot/sys/fs/cgroup")
+        let s = CgroupLayout.parse(mountinfo: stray)
+        #expect(s.kind == .unified && s.v1.isEmpty && s.unified == "/sys/fs/cgroup", "\(s)")
         let legacy = CgroupLayout.parse(mountinfo: Self.hybrid.split(separator: "\n").filter { !$0.contains("cgroup2") }.joined(separator: "\n"))
         #expect(legacy.kind == .legacy)
     }
