@@ -61,7 +61,7 @@ public enum BulkheadMain {
     public static func main(_ arguments: [String] = Array(CommandLine.arguments.dropFirst())) -> Never {
         var command: ParsableCommand
         do {
-            command = try RuncFastParse.parse(arguments) ?? fastParse(arguments) ?? Bulkhead.parseAsRoot(arguments)
+            command = try RuncFastParse.parse(arguments) ?? VMRunFastParse.parse(arguments) ?? fastParse(arguments) ?? Bulkhead.parseAsRoot(arguments)
         } catch {
             // --help and --version: ArgumentParser prints them and exits 0. A usage error is an error like any
             // other (exit status 1, as runc), logged to the --log file too.

@@ -55,4 +55,32 @@ import Testing
     @Test(arguments: refused) func leftToArgumentParser(_ arguments: [String]) {
         #expect(RuncFastParse.parse(arguments) == nil)
     }
+
+    /// `vm run` as the microVM backend's monitor and bench/vmm.sh send it.
+    static let vmTaken: [[String]] = [
+        ["vm", "run", "--kernel", "/k"],
+        ["vm", "run", "--kernel", "/vmlinux", "--initrd", "/i.cpio", "--cmdline", "console=ttyS0 reboot=k panic=-1 quiet",
+         "--disk", "/r.erofs:ro", "--memory", "256", "--vcpus", "2", "--console", "/s/console.log",
+         "--port", "bulkhead.control=/s/ctl.sock", "--port", "bulkhead.stdio=/s/io.sock", "--die-with-parent"],
+        ["vm", "run", "--no-jail", "--kernel=/k", "--memory=64", "--huge-pages", "--disk", "/a", "--disk", "/b:rw"],
+    ]
+
+    @Test(arguments: vmTaken) func vmRunSameValuesAsArgumentParser(_ arguments: [String]) throws {
+        let fast = try #require(VMRunFastParse.parse(arguments), "the fast path should take \(arguments)")
+        let full = try Bulkhead.parseAsRoot(arguments)
+        #expect(ObjectIdentifier(type(of: fast)) == ObjectIdentifier(type(of: full)))
+        #expect(Self.render(fast) == Self.render(full))
+    }
+
+    static let vmRefused: [[String]] = [
+        ["vm"], ["vm", "run"], ["vm", "run", "--help"], ["--debug", "vm", "run", "--kernel", "/k"],
+        ["vm", "run", "--kernel", "/k", "--kernel", "/j"], ["vm", "run", "--kernel", "/k", "--memory", "lots"],
+        ["vm", "run", "--kernel", "--initrd", "/i"], ["vm", "run", "--kernel", "/k", "extra"],
+        ["vm", "run", "--kernel", "/k", "--no-jail=yes"], ["vm", "run", "--kernel", "/k", "--bogus"],
+        ["vm", "run", "-h"], ["run", "--kernel", "/k"],
+    ]
+
+    @Test(arguments: vmRefused) func vmRunLeftToArgumentParser(_ arguments: [String]) {
+        #expect(VMRunFastParse.parse(arguments) == nil)
+    }
 }
