@@ -24,14 +24,9 @@ enum RuncFastParse {
         var positionals: [String] = []
         var seen: [String] = []
 
-        var i = 0
-        while i < arguments.count {
-            var word = arguments[i]
-            var inline: String?
-            if word.hasPrefix("--"), let eq = word.firstIndex(of: "=") {
-                inline = String(word[word.index(after: eq)...])
-                word = String(word[..<eq])
-            }
+        var words = FastParseWords(arguments)
+        while !words.atEnd {
+            let (word, inline) = words.current()
             guard word.hasPrefix("-") else {
                 if verb == nil {
                     guard verbs.contains(word) else { return nil }
@@ -39,18 +34,13 @@ enum RuncFastParse {
                 } else {
                     positionals.append(word)
                 }
-                i += 1
+                words.index += 1
                 continue
             }
             // Options: known to this parser, given once.
             if seen.contains(word) { return nil }
             seen.append(word)
-            func value() -> String? {
-                if let inline { return inline }
-                guard i + 1 < arguments.count, !arguments[i + 1].hasPrefix("-") else { return nil }
-                i += 1
-                return arguments[i]
-            }
+            func value() -> String? { words.value(inline) }
             func flag() -> Bool { inline == nil }
             let v = verb ?? ""
             let creates = v == "create" || v == "run"
@@ -75,7 +65,7 @@ enum RuncFastParse {
             case "--all" where v == "kill", "-a" where v == "kill": guard flag() else { return nil }; all = true
             default: return nil
             }
-            i += 1
+            words.index += 1
         }
         // `-b`/`-d`/`-f`/`-a` and their long forms are one option each.
         for (long, short) in [("--bundle", "-b"), ("--detach", "-d"), ("--force", "-f"), ("--all", "-a")]

@@ -33,43 +33,64 @@ enum VMRunFastParse {
         command.hugePages = false
         var kernel: String?
         var seen: [String] = []
-        var i = 2
-        while i < arguments.count {
-            var word = arguments[i]
-            var inline: String?
-            if word.hasPrefix("--"), let eq = word.firstIndex(of: "=") {
-                inline = String(word[word.index(after: eq)...])
-                word = String(word[..<eq])
-            }
+        var words = FastParseWords(arguments, from: 2)
+        while !words.atEnd {
+            let (word, inline) = words.current()
             guard word.hasPrefix("--") else { return nil } // no positional arguments
             let repeatable = word == "--disk" || word == "--port"
             if !repeatable && seen.contains(word) { return nil }
             seen.append(word)
-            func value() -> String? {
-                if let inline { return inline }
-                guard i + 1 < arguments.count, !arguments[i + 1].hasPrefix("-") else { return nil }
-                i += 1
-                return arguments[i]
-            }
             let isFlag = inline == nil
             switch word {
-            case "--kernel": guard let x = value() else { return nil }; kernel = x
-            case "--initrd": guard let x = value() else { return nil }; command.initrd = x
-            case "--cmdline": guard let x = value() else { return nil }; command.cmdline = x
-            case "--disk": guard let x = value() else { return nil }; command.disks.append(x)
-            case "--memory": guard let x = value(), let n = Int(x) else { return nil }; command.memory = n
-            case "--vcpus": guard let x = value(), let n = Int(x) else { return nil }; command.vcpus = n
-            case "--console": guard let x = value() else { return nil }; command.console = x
-            case "--port": guard let x = value() else { return nil }; command.ports.append(x)
+            case "--kernel": guard let x = words.value(inline) else { return nil }; kernel = x
+            case "--initrd": guard let x = words.value(inline) else { return nil }; command.initrd = x
+            case "--cmdline": guard let x = words.value(inline) else { return nil }; command.cmdline = x
+            case "--disk": guard let x = words.value(inline) else { return nil }; command.disks.append(x)
+            case "--memory": guard let x = words.value(inline), let n = Int(x) else { return nil }; command.memory = n
+            case "--vcpus": guard let x = words.value(inline), let n = Int(x) else { return nil }; command.vcpus = n
+            case "--console": guard let x = words.value(inline) else { return nil }; command.console = x
+            case "--port": guard let x = words.value(inline) else { return nil }; command.ports.append(x)
             case "--die-with-parent": guard isFlag else { return nil }; command.dieWithParent = true
             case "--no-jail": guard isFlag else { return nil }; command.noJail = true
             case "--huge-pages": guard isFlag else { return nil }; command.hugePages = true
             default: return nil
             }
-            i += 1
+            words.index += 1
         }
         guard let kernel else { return nil }
         command.kernel = kernel
         return command
+    }
+}
+
+/// The word walk both fast parsers share: `--name=value` is split at the first "=", and an option's value is the
+/// inline one or else the next word, unless that word looks like an option (then there is none: the caller gives
+/// the call to ArgumentParser).
+struct FastParseWords {
+    let arguments: [String]
+    var index: Int
+
+    init(_ arguments: [String], from index: Int = 0) {
+        self.arguments = arguments
+        self.index = index
+    }
+
+    var atEnd: Bool { index >= arguments.count }
+
+    /// The current word, a long option's inline value split off.
+    func current() -> (word: String, inline: String?) {
+        let word = arguments[index]
+        if word.hasPrefix("--"), let eq = word.firstIndex(of: "=") {
+            return (String(word[..<eq]), String(word[word.index(after: eq)...]))
+        }
+        return (word, nil)
+    }
+
+    /// The value of the option at the current word (moving past the next word when that is the value).
+    mutating func value(_ inline: String?) -> String? {
+        if let inline { return inline }
+        guard index + 1 < arguments.count, !arguments[index + 1].hasPrefix("-") else { return nil }
+        index += 1
+        return arguments[index]
     }
 }
