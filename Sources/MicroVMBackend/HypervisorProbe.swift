@@ -87,8 +87,15 @@ public struct HypervisorProbe: Codable, Sendable, Equatable {
             guard let dir = try? MicroVMPaths.kernelDirectory() else { return "no guest kernel built yet (kernels/build)" }
             image = MicroVMPaths.ownVMMKernel(directory: dir)
         }
-        let console = "/tmp/bulkhead-boot-probe-\(getpid()).log"
-        defer { unlink(console) }
+        // The console log goes to a fresh private directory (mkdtemp, mode 0700): a predictable name in /tmp could be
+        // a symlink planted by another user, and the VMM (root) would truncate whatever it points at.
+        var template = Array("/tmp/bulkhead-boot-probe-XXXXXX".utf8CString)
+        guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+            return "cannot make a directory for the probe's console log: \(String(cString: strerror(errno)))"
+        }
+        let directory = String(cString: made)
+        let console = directory + "/console.log"
+        defer { unlink(console); rmdir(directory) }
         let arguments = ["bulkhead", "vm", "run", "--kernel", image, "--memory", "128", "--console", console,
                          "--cmdline", "console=ttyS0 reboot=k panic=-1 root=/dev/bulkhead-boot-probe rdinit=/bulkhead-boot-probe",
                          "--die-with-parent"]

@@ -137,11 +137,7 @@ public struct MicroVMBackend: Backend {
                                        domain: domain, specPath: state + "/spec.json")
             config.driver = driver
             if driver == "kvm" {
-                config.vmm = VMMLaunch(
-                    executable: MicroVMPaths.selfExecutable(), kernel: kernel, initramfs: initramfs,
-                    commandLine: qemu.kernelCommandLine, rootfsImage: image.path, memoryMiB: domain.memoryMiB,
-                    vcpus: domain.vcpus, consoleLog: state + "/" + MonitorConfig.consoleLog,
-                    controlSocket: state + "/" + MonitorConfig.controlSocket, stdioSocket: state + "/" + MonitorConfig.stdioSocket)
+                config.vmm = VMMLaunch(executable: MicroVMPaths.selfExecutable())
             }
             if request.spec.process?.terminal == true {
                 guard let socket = request.consoleSocket else {

@@ -123,41 +123,29 @@ public struct DomainDefinition: Codable, Sendable, Equatable {
     }
 }
 
-/// One `bulkhead vm run` for the `kvm` driver: the same kernel, initramfs, rootfs image and agent ports as the
-/// libvirt domain, on Bulkhead's own VMM (virtio-mmio devices, jailed). The monitor listens on the two port
-/// sockets first; the VMM connects to them before it confines itself.
+/// The `kvm` driver's VM: `bulkhead vm run` of the very VM the ``DomainDefinition`` describes (kernel, initramfs,
+/// command line, rootfs image, memory, vCPUs, console log, the agent's two port sockets), on Bulkhead's own VMM
+/// (virtio-mmio devices, jailed). The monitor listens on the two port sockets first; the VMM connects to them
+/// before it confines itself.
 public struct VMMLaunch: Codable, Sendable, Equatable {
     /// The `bulkhead` executable whose `vm run` is the VMM.
     public var executable: String
-    public var kernel: String
-    public var initramfs: String
-    public var commandLine: String
-    public var rootfsImage: String
-    public var memoryMiB: Int
-    public var vcpus: Int
-    public var consoleLog: String
-    public var controlSocket: String
-    public var stdioSocket: String
     /// Confine the VMM (own memory cgroup, empty mount namespace, no capabilities, seccomp per thread).
     public var jail = true
 
-    public init(executable: String, kernel: String, initramfs: String, commandLine: String, rootfsImage: String,
-                memoryMiB: Int, vcpus: Int, consoleLog: String, controlSocket: String, stdioSocket: String) {
-        self.executable = executable; self.kernel = kernel; self.initramfs = initramfs; self.commandLine = commandLine
-        self.rootfsImage = rootfsImage; self.memoryMiB = memoryMiB; self.vcpus = vcpus; self.consoleLog = consoleLog
-        self.controlSocket = controlSocket; self.stdioSocket = stdioSocket
-    }
+    public init(executable: String) { self.executable = executable }
 
     /// The agent's port names, in the order the guest sees them (as the libvirt domain names its channels).
     public static let controlPort = "bulkhead.control", stdioPort = "bulkhead.stdio"
 
-    /// `bulkhead vm run` arguments (argv[0] included).
-    public var arguments: [String] {
-        var a = ["bulkhead", "vm", "run", "--kernel", kernel, "--initrd", initramfs, "--cmdline", commandLine,
-                 "--disk", rootfsImage + ":ro", "--memory", String(memoryMiB), "--vcpus", String(vcpus),
-                 "--console", consoleLog,
-                 "--port", Self.controlPort + "=" + controlSocket, "--port", Self.stdioPort + "=" + stdioSocket,
+    /// `bulkhead vm run` arguments (argv[0] included) for `domain`.
+    public func arguments(for domain: DomainDefinition) -> [String] {
+        var a = ["bulkhead", "vm", "run", "--kernel", domain.kernel, "--initrd", domain.initramfs,
+                 "--cmdline", domain.commandLine, "--disk", domain.rootfsImage + ":ro",
+                 "--memory", String(domain.memoryMiB), "--vcpus", String(domain.vcpus), "--console", domain.consoleLog,
+                 "--port", Self.controlPort + "=" + domain.controlSocket, "--port", Self.stdioPort + "=" + domain.stdioSocket,
                  "--die-with-parent"]
+        if let scratch = domain.scratchDisk { a += ["--disk", scratch] }
         if !jail { a.append("--no-jail") }
         return a
     }

@@ -101,14 +101,16 @@ final class LibvirtDriver: VMDriver {
 /// monitor's sockets. It dies with the monitor (PR_SET_PDEATHSIG); pause/resume stop and continue the whole
 /// process (every vCPU thread leaves KVM_RUN for the stop), as a freezer would.
 final class OwnVMMDriver: VMDriver {
-    let launch: VMMLaunch
+    let executable: String
+    let arguments: [String]
     let stateDirectory: String
     var pid: pid_t = 0
     var ended: String? = nil
     var name: String { "kvm" }
 
-    init(launch: VMMLaunch, stateDirectory: String) {
-        self.launch = launch
+    init(launch: VMMLaunch, domain: DomainDefinition, stateDirectory: String) {
+        executable = launch.executable
+        arguments = launch.arguments(for: domain)
         self.stateDirectory = stateDirectory
     }
 
@@ -116,10 +118,10 @@ final class OwnVMMDriver: VMDriver {
         // The VMM's own messages (its log, a failure) go to monitor.log; the guest's console to console.log.
         let log = try FileDescriptor.open(stateDirectory + "/monitor.log", O_WRONLY | O_APPEND | O_CREAT, mode: 0o600)
         let null = try FileDescriptor.open("/dev/null", O_RDONLY)
-        pid = try ChildProcess.spawn(launch.executable, arguments: launch.arguments,
+        pid = try ChildProcess.spawn(executable, arguments: arguments,
                                      environment: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
                                      fds: [(null.raw, 0), (log.raw, 1), (log.raw, 2)])
-        logLine("kvm driver: \(launch.executable) \(launch.arguments.dropFirst().joined(separator: " ")) (pid \(pid))")
+        logLine("kvm driver: \(executable) \(arguments.dropFirst().joined(separator: " ")) (pid \(pid))")
         return pid
     }
 

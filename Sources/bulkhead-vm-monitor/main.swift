@@ -139,7 +139,7 @@ let driver: any VMDriver
 do {
     if config.usesOwnVMM {
         guard let launch = config.vmm else { throw MonitorFailure(description: "monitor.json asks for the kvm driver but describes no VM (vmm)") }
-        driver = OwnVMMDriver(launch: launch, stateDirectory: stateDirectory)
+        driver = OwnVMMDriver(launch: launch, domain: config.domain, stateDirectory: stateDirectory)
     } else {
         driver = try LibvirtDriver(config: config, stateDirectory: stateDirectory)
     }
@@ -157,10 +157,8 @@ let channel: GuestChannel
 let commands: UnixListener
 var terminal: HostTerminal? = nil
 do {
-    let controlPath = config.vmm?.controlSocket ?? config.domain.controlSocket
-    let stdioPath = config.vmm?.stdioSocket ?? config.domain.stdioSocket
-    let control = try UnixListener(path: controlPath)
-    let stdio = try UnixListener(path: stdioPath)
+    let control = try UnixListener(path: config.domain.controlSocket)
+    let stdio = try UnixListener(path: config.domain.stdioSocket)
     commands = try UnixListener(path: stateDirectory + "/" + MonitorConfig.commandSocket, backlog: 16)
     // runc hands the engine the container's terminal during create; so do we (a host pty relayed to the guest's).
     if let socket = config.consoleSocket { terminal = try HostTerminal(consoleSocket: socket, controlling: true) }

@@ -106,16 +106,8 @@ public final class VMJail: @unchecked Sendable {
         return VMJail(cgroupPath: path, memoryLimit: limit, cgroupParent: parent, cgroupName: name)
     }
 
-    /// Whether the calling process has one thread (num_threads of /proc/self/stat: open and read only, which the
-    /// main thread's seccomp filter allows).
-    static func isSingleThreaded() -> Bool {
-        guard let bytes = try? FileDescriptor.open("/proc/self/stat", O_RDONLY).readAll(limit: 4096) else { return false }
-        // Fields after the command (which may hold spaces) start after the last ')'; num_threads is field 20.
-        guard let close = bytes.lastIndex(of: UInt8(ascii: ")")) else { return false }
-        let fields = bytes[(close + 1)...].split(separator: UInt8(ascii: " "))
-        guard fields.count > 17 else { return false }
-        return Array(fields[17]) == Array("1".utf8)
-    }
+    /// Whether the calling process has one thread (the same count the namespace tier's fork decision uses).
+    static func isSingleThreaded() -> Bool { bh_thread_count() == 1 }
 
     /// The memory hierarchies a jail may use: cgroup v1's memory controller (hybrid hosts) or a pure v2 hierarchy.
     static let cgroupCandidates: [(root: String, limitFile: String)] = [
