@@ -74,7 +74,15 @@ func prepareEmbedRoot(_ root: String, sharedCache: String?) throws {
         remember_owner = 0
 
         """
-    try writeFile(root + "/etc/qemu.conf", Array(conf.utf8))
+    // libvirt gives QEMU a private mount namespace (its own /dev), which needs `/` to be a mount point; in a chroot
+    // onto a plain directory it fails ("Failed disable mount propagation out of the root filesystem"). There QEMU
+    // runs without it, and monitor.log says so.
+    var text = conf
+    if !Mount.isMountPoint("/") {
+        text += "namespaces = [ ]\n"
+        logLine("warning: / is not a mount point (a chroot?): QEMU runs without libvirt's private mount namespace")
+    }
+    try writeFile(root + "/etc/qemu.conf", Array(text.utf8))
     if let sharedCache { copyFiles(from: sharedCache, to: root + "/cache/qemu/capabilities") }
 }
 
