@@ -70,15 +70,27 @@ public struct FileDescriptor: ~Copyable, @unchecked Sendable {
     }
 
     /// Reads until end of file, refusing more than `limit` bytes.
+    ///
+    /// The buffer starts at the size fstat gives a regular file (so one read fills it; /proc files and pipes say 0 and
+    /// start at 4 KiB), grows by doubling, and is never zeroed: zeroing a 64 KiB chunk for every file read cost page
+    /// faults in every container start.
     public func readAll(limit: Int = 64 << 20, path: String? = nil) throws -> [UInt8] {
-        var result: [UInt8] = []
-        // A small limit (a /proc file) needs no 64 KiB buffer to zero.
-        var chunk = [UInt8](repeating: 0, count: limit < 65536 ? limit + 1 : 65536)
+        var st = Glibc.stat()
+        let size = fstat(raw, &st) == 0 && st.st_mode & S_IFMT == S_IFREG ? Int(st.st_size) : 0
+        var buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: min(max(size + 1, 4096), limit + 1), alignment: 1)
+        defer { buffer.deallocate() }
+        var count = 0
         while true {
-            let n = try chunk.withUnsafeMutableBytes { (b) throws in try read(into: b, path: path) }
-            if n == 0 { return result }
-            result.append(contentsOf: chunk[0..<n])
-            if result.count > limit {
+            if count == buffer.count {
+                let grown = UnsafeMutableRawBufferPointer.allocate(byteCount: min(buffer.count * 2, limit + 1), alignment: 1)
+                grown.copyMemory(from: UnsafeRawBufferPointer(buffer))
+                buffer.deallocate()
+                buffer = grown
+            }
+            let n = try read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[count...]), path: path)
+            if n == 0 { return [UInt8](UnsafeRawBufferPointer(rebasing: buffer[0..<count])) }
+            count += n
+            if count > limit {
                 throw SystemError(operation: "read", path: path, errno: EFBIG, hint: "the file is larger than \(limit) bytes")
             }
         }
