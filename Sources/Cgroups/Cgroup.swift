@@ -94,16 +94,26 @@ public struct Cgroup: Sendable, Equatable {
         var current = mount
         let components = path.split(separator: "/")
         for component in components.dropLast() {
-            if let available = try? Cgroup.read(current + "/cgroup.controllers") {
-                let enable = available.split(separator: " ").map { "+" + $0.trimmed }.joined(separator: " ")
-                if !enable.isEmpty { try? Cgroup.write(current + "/cgroup.subtree_control", enable) }
-            }
-            current += "/" + component
+            Self.enableAvailableControllers(in: current)
+            current += "/"
+            current += component
         }
-        if let available = try? Cgroup.read(current + "/cgroup.controllers") {
-            let enable = available.split(separator: " ").map { "+" + $0.trimmed }.joined(separator: " ")
-            if !enable.isEmpty { try? Cgroup.write(current + "/cgroup.subtree_control", enable) }
+        Self.enableAvailableControllers(in: current)
+    }
+
+    /// Writes "+c1 +c2 …" for every controller cgroup.controllers lists to cgroup.subtree_control (best effort).
+    /// The line is built by hand: `joined(separator:)` on mapped parts looks up conformances at run time.
+    static func enableAvailableControllers(in dir: String) {
+        guard let available = try? Cgroup.read(dir + "/cgroup.controllers") else { return }
+        var enable = ""
+        for name in available.split(separator: " ") {
+            let trimmed = name.trimmed
+            if trimmed.isEmpty { continue }
+            if !enable.isEmpty { enable += " " }
+            enable += "+"
+            enable += trimmed
         }
+        if !enable.isEmpty { try? Cgroup.write(dir + "/cgroup.subtree_control", enable) }
     }
 
     /// Moves `pid` (and, on v2, nothing else) into this cgroup in every hierarchy.
