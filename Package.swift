@@ -34,17 +34,20 @@ let package = Package(
         .target(name: "OCIImage", dependencies: ["LinuxOS", "CArchive", "CShims", "CNettle"], linkerSettings: archiveLinks),
         .testTarget(name: "OCIImageTests", dependencies: ["OCIImage", "LinuxOS"]),
 
+        // Hand-written compact JSON for the records written on every container start (state.json, the audit line).
+        .target(name: "JSONText"),
+
         // The namespace tier. OCIRuntime: config.json types (FoundationEssentials only). Cgroups: v1/hybrid/v2
         // behind one interface. Runtime: state store, container state machine, the Backend protocol, hooks.
         // NamespaceBackend: the container itself (re-exec'd init, rootfs, namespaces).
         .target(name: "OCIRuntime"),
         .target(name: "Cgroups", dependencies: ["LinuxOS", "CShims"]),
-        .target(name: "Runtime", dependencies: ["OCIRuntime", "Cgroups", "LinuxOS", "CShims"]),
+        .target(name: "Runtime", dependencies: ["OCIRuntime", "Cgroups", "LinuxOS", "CShims", "JSONText"]),
         .target(name: "NamespaceBackend", dependencies: [
             "CShims", "LinuxOS", "OCIRuntime", "Cgroups", "Runtime", "Confine",
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .testTarget(name: "RuntimeTests", dependencies: ["OCIRuntime", "Cgroups", "Runtime", "NamespaceBackend", "LinuxOS", "CShims", "TestSupport"]),
+        .testTarget(name: "RuntimeTests", dependencies: ["OCIRuntime", "Cgroups", "Runtime", "NamespaceBackend", "LinuxOS", "CShims", "TestSupport", "JSONText"]),
         // What several test targets share: running a tool with stdio to files and a deadline.
         .target(name: "TestSupport", dependencies: ["LinuxOS"], path: "Tests/Support"),
 
@@ -71,7 +74,7 @@ let package = Package(
         .systemLibrary(name: "CYAML", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
         .systemLibrary(name: "CNettle", pkgConfig: "nettle", providers: [.apt(["nettle-dev"])]),
         .target(name: "Policy", dependencies: ["CYAML", "LinuxOS"]),
-        .target(name: "PolicyGate", dependencies: ["Policy", "LinuxOS", "CNettle"]),
+        .target(name: "PolicyGate", dependencies: ["Policy", "LinuxOS", "CNettle", "JSONText"]),
         .executableTarget(name: "policy-bench", dependencies: ["Policy"], path: "bench/policy-bench"),
         .testTarget(name: "PolicyTests", dependencies: ["Policy", "PolicyGate", "BulkheadCommands"],
                     exclude: ["Corpus"]),

@@ -1,4 +1,5 @@
 import FoundationEssentials
+import JSONText
 import LinuxOS
 import Policy
 #if canImport(Glibc)
@@ -145,6 +146,26 @@ public struct AuditRecord: Codable, Sendable, Hashable {
     public var policy: String
     public var policy_sha256: String
 
+    /// The audit line: what `JSONEncoder` with `.sortedKeys` writes (the fields below are in that order), written by
+    /// hand (JSONObjectWriter says why).
+    public func json() -> [UInt8] {
+        var w = JSONObjectWriter()
+        w.field("container_id", container_id)
+        w.field("decided", decided)
+        w.field("granted", granted)
+        w.field("image", image)
+        w.field("image_digest", image_digest)
+        w.field("outcome", outcome)
+        w.field("policy", policy)
+        w.field("policy_sha256", policy_sha256)
+        w.field("requested", requested)
+        w.field("rule", rule)
+        w.field("rule_location", rule_location)
+        w.field("tenant", tenant)
+        w.field("time", time)
+        return w.finish()
+    }
+
     public init(decision d: Decision, request r: DeploymentRequest, containerID: String, policyDigest: String, time: String = AuditLog.now()) {
         self.time = time
         container_id = containerID
@@ -170,9 +191,7 @@ public struct AuditLog: Sendable {
     public init(path: String = PolicyGate.defaultAuditPath) { self.path = path }
 
     public func append(_ record: AuditRecord) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        var line = Array(try encoder.encode(record))
+        var line = record.json()
         line.append(0x0a)
         if let slash = path.lastIndex(of: "/"), slash != path.startIndex {
             try makeDirectories(String(path[..<slash]))

@@ -1,4 +1,5 @@
 import FoundationEssentials
+import JSONText
 import LinuxOS
 import OCIRuntime
 #if canImport(Glibc)
@@ -35,6 +36,31 @@ public struct ContainerRecord: Codable, Sendable, Equatable {
         self.status = .creating; self.ownPidNamespace = true
     }
 
+    /// The record as state.json holds it: what `JSONEncoder` would write (``load()`` decodes it with `JSONDecoder`),
+    /// written by hand (JSONObjectWriter says why). Hooks, rare and nested, still go through JSONEncoder.
+    public func json() throws -> [UInt8] {
+        var w = JSONObjectWriter()
+        w.field("id", id)
+        w.field("backend", backend)
+        w.field("bundle", bundle)
+        w.field("rootfs", rootfs)
+        w.field("pid", Int64(pid))
+        w.field("pidStartTime", pidStartTime)
+        w.field("created", created)
+        w.field("owner", owner)
+        w.field("annotations", annotations)
+        w.field("cgroupPath", cgroupPath)
+        if let hooks {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.withoutEscapingSlashes]
+            w.field("hooks", json: Array(try encoder.encode(hooks)))
+        }
+        w.field("status", status.rawValue)
+        w.field("ownPidNamespace", ownPidNamespace)
+        w.field("extra", extra)
+        return w.finish()
+    }
+
     /// runc's `state` output for this record with a live status.
     public func stateJSON(status: ContainerStatus) -> ContainerStateJSON {
         ContainerStateJSON(id: id, pid: status == .stopped ? 0 : pid, status: status == .creating ? "creating" : status.rawValue,
@@ -62,7 +88,8 @@ public struct StateStore: Sendable {
     func ensureRoot() throws {
         var path = ""
         for component in root.split(separator: "/") {
-            path += "/" + component
+            path += "/"
+            path += component
             if Glibc.mkdir(path, 0o711) != 0 && errno != EEXIST {
                 throw SystemError(operation: "mkdir", path: path, errno: errno)
             }
@@ -141,9 +168,7 @@ public final class ContainerDirectory: @unchecked Sendable {
     /// cost block allocation and I/O submission. A reader sees the old or the new file, never a torn one, either way.
     /// The first save, and a filesystem without exchange, use a plain rename.
     public func save(_ record: ContainerRecord) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.withoutEscapingSlashes]
-        let bytes = Array(try encoder.encode(record))
+        let bytes = try record.json()
         let tmp = try handle.openAt("state.json.tmp", O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
         try tmp.writeAll(bytes, path: path + "/state.json.tmp")
         do {
