@@ -35,7 +35,8 @@ struct bh_clone_args {
 };
 #define BH_CLONE_INTO_CGROUP 0x200000000ULL
 
-pid_t bh_fork_init(const int *sources, const int *targets, int count, int cgroup_fd, int *in_cgroup) {
+pid_t bh_fork_init(const int *sources, const int *targets, int count, int cgroup_fd, int *in_cgroup,
+                   unsigned long namespaces) {
     if (count > 64) { errno = EINVAL; return -1; }
     int max_target = 2;
     for (int i = 0; i < count; i++) if (targets[i] > max_target) max_target = targets[i];
@@ -46,13 +47,14 @@ pid_t bh_fork_init(const int *sources, const int *targets, int count, int cgroup
     if (cgroup_fd >= 0) {
         struct bh_clone_args args;
         memset(&args, 0, sizeof args);
-        args.flags = BH_CLONE_INTO_CGROUP;
+        args.flags = BH_CLONE_INTO_CGROUP | (uint64_t)namespaces;
         args.exit_signal = SIGCHLD;
         args.cgroup = (uint64_t)cgroup_fd;
         pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
         if (pid >= 0) *in_cgroup = 1;   // in the parent and in the child
     }
-    if (pid < 0) pid = fork();
+    // Without clone3 (or its cgroup): clone(2) with no new stack is fork(2) with namespace flags.
+    if (pid < 0) pid = namespaces != 0 ? (pid_t)syscall(SYS_clone, (unsigned long)SIGCHLD | namespaces, 0, 0, 0, 0) : fork();
     if (pid != 0) return pid;
 
     // Child. Move every source above all targets first, so that placing one never overwrites another's source.

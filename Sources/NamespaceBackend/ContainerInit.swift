@@ -54,13 +54,27 @@ public enum ContainerInit {
     /// its environment and reset its signals): it has `config` already, waits for the runtime's word, and moves
     /// itself into the v1 cgroups whose `tasks` files are in `joining` (its cgroup2 directory, if any, it was
     /// created in) before anything else.
-    static func runForked(_ config: InitConfig, _ sock: SyncSocket, joining: [String]) -> Never {
+    ///
+    /// `bornInNamespaces`: the child was created in the container's new namespaces (all but the cgroup namespace,
+    /// made here once the cgroups are joined) and is the container's init: it goes straight to stage 2.
+    static func runForked(_ config: InitConfig, _ sock: SyncSocket, joining: [String], bornInNamespaces: Bool = false) -> Never {
         guard let word = try? sock.receive(limit: 64), word == Array(goMessage.utf8) else { exit(1) }
         for tasks in joining {
             do { try Cgroup.write(tasks, "0") } catch {
                 try? sock.send("error join the cgroup (\(tasks)): \(error)")
                 exit(1)
             }
+        }
+        if bornInNamespaces {
+            if config.spec.linux?.namespaces?.contains(where: { $0.type == .cgroup }) == true {
+                do {
+                    try step("create the cgroup namespace") { try sys("unshare", "CLONE_NEWCGROUP") { bh_unshare(BH_CLONE_NEWCGROUP) } }
+                } catch {
+                    try? sock.send("error \(error)")
+                    exit(1)
+                }
+            }
+            stage2(config, sock, rootFD: -1)
         }
         stage1OrReport(config, sock)
     }

@@ -180,6 +180,8 @@ public struct NamespaceBackend: Backend {
         let forked = !alwaysReexec && bh_thread_count() == 1
         let stage1: pid_t
         var bornInCgroup = false
+        var direct = false
+        var bornIn: UInt = 0
         if forked {
             // Joining a cgroup by writing a pid to cgroup.procs takes the global cgroup migration lock and waits for
             // an RCU grace period (8-17 ms here). So the child is created in the container's cgroup2 directory
@@ -190,13 +192,26 @@ public struct NamespaceBackend: Backend {
             var cgroupDir: FileDescriptor?
             if let unified { cgroupDir = try? FileDescriptor.open(unified, O_RDONLY | O_DIRECTORY) }
             var inCgroup: Int32 = 0
-            let pid = bh_fork_init(fds.map(\.source), fds.map(\.target), Int32(fds.count), cgroupDir?.raw ?? -1, &inCgroup)
+            // Born in its namespaces (as crun does it): when the container makes every namespace it has itself (none
+            // joined by path, no user namespace, whose maps must be written from outside between unshare and use,
+            // no time namespace), the child is created in them and is the container's init at once (pid 1 of its pid
+            // namespace). Stage 1, a process that only unshares and forks, and its report, are skipped. The cgroup
+            // namespace is the exception: the child makes it after joining its cgroups, so that its root is the
+            // container's cgroup.
+            let namespaces = config.spec.linux?.namespaces ?? []
+            if config.mode == .create, namespaces.allSatisfy({ ($0.path ?? "").isEmpty && $0.type != .user && $0.type != .time }) {
+                for ns in namespaces where ns.type != .cgroup { bornIn |= UInt(UInt32(bitPattern: ContainerInit.flag(ns.type))) }
+                direct = true
+            }
+            let pid = bh_fork_init(fds.map(\.source), fds.map(\.target), Int32(fds.count), cgroupDir?.raw ?? -1, &inCgroup, bornIn)
             let joinsItself = cgroup != nil && (unified == nil || inCgroup == 1)
-            if pid == 0 { ContainerInit.runForked(config, SyncSocket(adopting: syncTarget), joining: joinsItself ? v1Tasks : []) }
+            if pid == 0 {
+                ContainerInit.runForked(config, SyncSocket(adopting: syncTarget), joining: joinsItself ? v1Tasks : [], bornInNamespaces: direct)
+            }
             if pid < 0 { throw InitError("start the container init", SystemError(operation: "fork", errno: bh_errno()).description) }
             stage1 = pid
             bornInCgroup = joinsItself
-            logger.debug("container init: forked (pid \(pid); the runtime is single-threaded)\(bornInCgroup ? "; it joins its cgroup itself" : "")")
+            logger.debug("container init: forked (pid \(pid); the runtime is single-threaded)\(bornInCgroup ? "; it joins its cgroup itself" : "")\(direct ? "; born in its namespaces" : "")")
         } else {
             stage1 = try stepOf("start the container init") {
                 try ChildProcess.spawn(initBinary, arguments: ["bulkhead", "init"],
@@ -210,8 +225,14 @@ public struct NamespaceBackend: Backend {
         defer { if !reaped { Glibc.kill(stage1, SIGKILL); _ = try? ChildProcess.wait(stage1) } }
         if let cgroup, !bornInCgroup { try stepOf("join cgroup \(cgroup.path)") { try cgroup.join(pid: stage1) } }
         // The forked init has the configuration already; it waits for this word to know it is in the cgroup.
-        try ours.send(forked ? Array(ContainerInit.goMessage.utf8) : Array(try JSONEncoder().encode(config)))
         var pid: Int32 = 0
+        if direct {
+            // The child is the init: its pid is known now (no stage 1 reports it), and recorded before it may go on.
+            pid = stage1
+            try onPid(pid, stage1)
+            reaped = true   // from here a failure is torn down by the caller, through the recorded pid
+        }
+        try ours.send(forked ? Array(ContainerInit.goMessage.utf8) : Array(try JSONEncoder().encode(config)))
         while true {
             guard let message = try ours.receiveText() else {
                 let status = (try? ChildProcess.wait(stage1, noHang: true)) ?? nil

@@ -17,6 +17,10 @@ int bh_thread_count(void);
 /// pair), every other fd from 3 up is closed (what close-on-exec does at an exec), the environment is emptied,
 /// every signal is reset to its default action and the signal mask is emptied. On a failure in the child it
 /// _exits with status 127. In the parent: the child's pid, or -1 with errno set.
-pid_t bh_fork_init(const int *sources, const int *targets, int count, int cgroup_fd, int *in_cgroup);
+///
+/// `namespaces`: CLONE_NEW* flags the child is created with (clone3, or clone(2) where clone3 is refused), so that
+/// it is born in the container's new namespaces (0 for none).
+pid_t bh_fork_init(const int *sources, const int *targets, int count, int cgroup_fd, int *in_cgroup,
+                   unsigned long namespaces);
 
 #endif
