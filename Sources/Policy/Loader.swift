@@ -47,8 +47,14 @@ extension Policy {
     /// Validates and lints: the policy when it has no errors, and every diagnostic (errors and warnings) in
     /// file order.
     public static func check(_ bytes: [UInt8], source: String) -> (Policy?, [Diagnostic]) {
+        check(bytes, source: source, forceLibyaml: false)
+    }
+
+    /// ``check(_:source:)`` with the YAML parser chosen: `forceLibyaml` skips the fast path (for the benchmark,
+    /// which measures both; the result is the same either way).
+    @_spi(Bench) public static func check(_ bytes: [UInt8], source: String, forceLibyaml: Bool) -> (Policy?, [Diagnostic]) {
         let document: YAMLDocument
-        do { document = try YAMLReader.parse(bytes, file: source) } catch { return (nil, [error]) }
+        do { document = try YAMLReader.parse(bytes, file: source, forceLibyaml: forceLibyaml) } catch { return (nil, [error]) }
         var loader = PolicyLoader(file: source)
         let policy = withExtendedLifetime(document) { loader.policy(document.root) }
         var diagnostics = loader.diagnostics
@@ -58,6 +64,13 @@ extension Policy {
         var result = policy!
         result.warnings = diagnostics
         return (result, diagnostics)
+    }
+}
+
+extension Policy {
+    /// Whether `bytes` are YAML the fast path parses itself (else libyaml does). For the benchmark's report.
+    @_spi(Bench) public static func fastPathAccepts(_ bytes: [UInt8]) -> Bool {
+        bytes.withUnsafeBufferPointer { FastYAML.parse($0, file: "") } != nil
     }
 }
 

@@ -235,13 +235,20 @@ enum YAMLReader {
     static let maxDepth = 64
 
     /// Parses one YAML document. Throws a single diagnostic on a syntax error or an unsupported construct.
-    static func parse(_ bytes: [UInt8], file: String) throws(Diagnostic) -> YAMLDocument {
+    ///
+    /// Block-style YAML as policies are written goes through ``FastYAML`` (a byte scanner that builds the very
+    /// same document); anything it does not accept, and every error, goes to libyaml, the reference parser.
+    /// `forceLibyaml` skips the fast path (for the differential test and the benchmark).
+    static func parse(_ bytes: [UInt8], file: String, forceLibyaml: Bool = false) throws(Diagnostic) -> YAMLDocument {
         let start = SourceLocation(file: file, line: 1, column: 1)
         if bytes.count > maxBytes {
             throw Diagnostic(.error, start, "the file is \(bytes.count) bytes; a policy may have at most \(maxBytes) bytes")
         }
         if bytes.isEmpty {
             throw Diagnostic(.error, start, "the file is empty; a policy starts with `version: 1`")
+        }
+        if !forceLibyaml, let document = bytes.withUnsafeBufferPointer({ FastYAML.parse($0, file: file) }) {
+            return document
         }
         let parser = UnsafeMutablePointer<yaml_parser_t>.allocate(capacity: 1)
         defer { parser.deallocate() }
@@ -259,7 +266,7 @@ enum YAMLReader {
 
     /// A growable buffer of trivial values, owned by hand: `take()` hands it over, `free()` frees what was not
     /// handed over.
-    private struct Buffer<T> {
+    struct Buffer<T> {
         private(set) var base: UnsafeMutablePointer<T>
         private(set) var count = 0
         private var capacity: Int
@@ -286,6 +293,8 @@ enum YAMLReader {
             (base + count).initialize(to: value)
             count += 1
         }
+
+        mutating func removeLast() { count -= 1 }
 
         mutating func append(_ values: UnsafePointer<T>, count n: Int) {
             reserve(n)
