@@ -40,7 +40,19 @@ enum FastYAML {
     static func checkCharacters(_ p: UnsafePointer<UInt8>, _ n: Int) -> Bool? {
         var i = 0
         var ascii = true
+        let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080, lows: UInt64 = 0x7f7f_7f7f_7f7f_7f7f
         while i < n {
+            // Eight bytes at a time while they are printable ASCII or line breaks (exact per-byte tests, no
+            // borrow between bytes).
+            if i + 8 <= n {
+                let w = UnsafeRawPointer(p + i).loadUnaligned(as: UInt64.self)
+                let below20 = ~((w | highs) &- ones &* 0x20) & ~w & highs
+                let x = w ^ (ones &* 0x0a)
+                let isNewline = ~(((x & lows) &+ lows) | x | lows)
+                let y = w ^ (ones &* 0x7f)
+                let isDelete = ~(((y & lows) &+ lows) | y | lows)
+                if (w & highs) | (below20 & ~isNewline) | isDelete == 0 { i += 8; continue }
+            }
             let b = p[i]
             if b >= 0x20 && b < 0x7f || b == 0x0a { i += 1; continue }
             if b < 0x80 { return nil }
@@ -73,6 +85,29 @@ private let space = UInt8(ascii: " "), newline = UInt8(ascii: "\n"), hash = UInt
             dash = UInt8(ascii: "-"), comma = UInt8(ascii: ","), squote = UInt8(ascii: "'"), dquote = UInt8(ascii: "\""),
             backslash = UInt8(ascii: "\\"), lbracket = UInt8(ascii: "["), rbracket = UInt8(ascii: "]"),
             lbrace = UInt8(ascii: "{"), rbrace = UInt8(ascii: "}")
+
+/// Byte classes for the scanning loops: one table look-up per byte instead of a chain of comparisons.
+private enum ByteClass {
+    /// Ends a run of a block plain scalar's bytes: space, line break, `:`.
+    static let blockStop: UInt8 = 1
+    /// Ends a run in a flow plain scalar: those and `,[]{}`.
+    static let flowStop: UInt8 = 2
+    /// Ends a run in a double-quoted scalar: `"`, `\`, line break.
+    static let doubleStop: UInt8 = 4
+    /// Ends a run in a single-quoted scalar: `'`, line break.
+    static let singleStop: UInt8 = 8
+
+    /// Written once, read only.
+    nonisolated(unsafe) static let table: UnsafePointer<UInt8> = {
+        let t = UnsafeMutablePointer<UInt8>.allocate(capacity: 256)
+        t.initialize(repeating: 0, count: 256)
+        for b in [space, newline, colon] { t[Int(b)] |= blockStop | flowStop }
+        for b in [comma, lbracket, rbracket, lbrace, rbrace] { t[Int(b)] |= flowStop }
+        for b in [dquote, backslash, newline] { t[Int(b)] |= doubleStop }
+        for b in [squote, newline] { t[Int(b)] |= singleStop }
+        return UnsafePointer(t)
+    }()
+}
 
 private struct Scanner {
     let p: UnsafePointer<UInt8>
@@ -109,8 +144,9 @@ private struct Scanner {
         self.p = p
         self.n = n
         self.allASCII = allASCII
-        nodes = .init(capacity: max(64, n / 8))
-        text = .init(capacity: max(64, n / 2))
+        let spare = YAMLReader.Spare.take()
+        nodes = .init(capacity: max(64, n / 8), reusing: spare?.nodes)
+        text = .init(capacity: max(64, n), reusing: spare?.text)
         stack = .init(capacity: 16)
     }
 
@@ -129,6 +165,7 @@ private struct Scanner {
     @inline(__always) func isFlowIndicator(_ b: UInt8) -> Bool { b == comma || b == lbracket || b == rbracket || b == lbrace || b == rbrace }
 
     /// 1-based column of byte `j` on the current line, in characters as libyaml counts them.
+    @inline(__always)
     func column(_ j: Int) -> Int32 {
         if allASCII { return Int32(truncatingIfNeeded: j - lineStart + 1) }
         var c: Int32 = 1
@@ -137,6 +174,7 @@ private struct Scanner {
         return c
     }
 
+    @inline(__always)
     mutating func skipSpaces() { while i < n && p[i] == space { i += 1 } }
 
     /// Skips to the line break (not past it).
@@ -158,10 +196,12 @@ private struct Scanner {
 
     // MARK: nodes
 
+    @inline(__always)
     mutating func addChild() {
         if stack.count > 0 { stack[stack.count - 1].children += 1 }
     }
 
+    @inline(__always)
     mutating func appendScalar(_ s: Scalar) {
         addChild()
         let index = nodes.count
@@ -238,9 +278,12 @@ private struct Scanner {
         }
         var j = i
         var end = i
+        let table = ByteClass.table
+        let stop = flow ? ByteClass.flowStop : ByteClass.blockStop
         scan: while true {
             while j < n {
                 let b = p[j]
+                if table[Int(b)] & stop == 0 { j += 1; continue }
                 if b == space || b == newline { break }
                 if b == colon {
                     let next = at(j + 1)
@@ -268,10 +311,11 @@ private struct Scanner {
     }
 
     mutating func singleQuoted() -> Bool {
+        let table = ByteClass.table
         var j = i + 1
         while true {
             var k = j
-            while k < n && p[k] != squote && p[k] != newline { k += 1 }
+            while k < n && table[Int(p[k])] & ByteClass.singleStop == 0 { k += 1 }
             if k >= n || p[k] == newline { return false }
             if k > j { text.append(p + j, count: k - j) }
             if k + 1 < n && p[k + 1] == squote {
@@ -285,10 +329,11 @@ private struct Scanner {
     }
 
     mutating func doubleQuoted() -> Bool {
+        let table = ByteClass.table
         var j = i + 1
         while true {
             var k = j
-            while k < n && p[k] != dquote && p[k] != backslash && p[k] != newline { k += 1 }
+            while k < n && table[Int(p[k])] & ByteClass.doubleStop == 0 { k += 1 }
             if k >= n || p[k] == newline { return false }
             if k > j { text.append(p + j, count: k - j) }
             if p[k] == dquote { i = k + 1; return true }

@@ -71,29 +71,55 @@ struct PrefixIndex: Sendable {
         }
     }
 
-    @inline(__always)
-    private func collect(_ n: Int, into out: inout [Int]) {
-        var e = heads[n]
-        while e >= 0 {
-            out.append(Int(entryRule[Int(e)]))
-            e = entryNext[Int(e)]
+    /// Candidates for a glob (its literal prefix) or a subject string's bytes; unsorted, may repeat. Only rules
+    /// numbered below `below` (the shadowed-rule lint asks for earlier rules only).
+    func candidates(forBytes p: [UInt8], below: Int = .max) -> [Int] {
+        var out: [Int] = []
+        if below == .max { out = unconstrained } else {
+            out.reserveCapacity(unconstrained.count + 4)
+            for r in unconstrained where r < below { out.append(r) }
         }
-    }
-
-    /// Candidates for a glob (its literal prefix) or a subject string's bytes; unsorted, may repeat.
-    func candidates(forBytes p: [UInt8]) -> [Int] {
-        var out = unconstrained
         if keys.isEmpty { return out }
-        var h = Self.fnvOffset
-        if let n = list(h) { collect(n, into: &out) }
-        for b in p {
-            h = (h ^ UInt64(b)) &* Self.fnvPrime
-            if let n = list(h) { collect(n, into: &out) }
+        // One walk over the subject's bytes, the table read through unsafe buffers (no bounds checks, no
+        // reference counting per probe).
+        slots.withUnsafeBufferPointer { slots in
+            keys.withUnsafeBufferPointer { keys in
+                heads.withUnsafeBufferPointer { heads in
+                    entryRule.withUnsafeBufferPointer { entryRule in
+                        entryNext.withUnsafeBufferPointer { entryNext in
+                            let mask = slots.count - 1
+                            func visit(_ h: UInt64) {
+                                var i = Int(truncatingIfNeeded: (h &* 0x9e37_79b9_7f4a_7c15) >> 32) & mask
+                                while true {
+                                    let e = slots[i]
+                                    if e < 0 { return }
+                                    if keys[Int(e)] == h { break }
+                                    i = (i + 1) & mask
+                                }
+                                var entry = heads[Int(slots[i])]
+                                while entry >= 0 {
+                                    let rule = Int(entryRule[Int(entry)])
+                                    if rule < below { out.append(rule) }
+                                    entry = entryNext[Int(entry)]
+                                }
+                            }
+                            var h = Self.fnvOffset
+                            visit(h)
+                            p.withUnsafeBufferPointer { p in
+                                for b in p {
+                                    h = (h ^ UInt64(b)) &* Self.fnvPrime
+                                    visit(h)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
         }
         return out
     }
 
-    func candidates(for glob: Glob) -> [Int] { candidates(forBytes: glob.literal ?? glob.prefix) }
+    func candidates(for glob: Glob, below: Int = .max) -> [Int] { candidates(forBytes: glob.literal ?? glob.prefix, below: below) }
 }
 
 /// The index a policy keeps for deciding.

@@ -35,8 +35,8 @@ enum Lint {
         for j in rules.indices where !rules[j].isCatchAll {
             let later = rules[j]
             var candidates: [Int]
-            let byTenant = later.match.tenant.map { index.tenant.candidates(for: $0[0]).filter { $0 < j } }
-            let byImage = later.match.image.map { index.image.candidates(for: $0[0]).filter { $0 < j } }
+            let byTenant = later.match.tenant.map { index.tenant.candidates(for: $0[0], below: j) }
+            let byImage = later.match.image.map { index.image.candidates(for: $0[0], below: j) }
             switch (byTenant, byImage) {
             case (let t?, let i?): candidates = t.count <= i.count ? t : i
             case (let t?, nil): candidates = t
