@@ -22,9 +22,11 @@ struct PrefixIndex: Sendable {
     static let fnvPrime: UInt64 = 0x100_0000_01b3
 
     static func hash(_ bytes: [UInt8]) -> UInt64 {
-        var h = fnvOffset
-        for b in bytes { h = (h ^ UInt64(b)) &* fnvPrime }
-        return h
+        bytes.withUnsafeBufferPointer { u in
+            var h = fnvOffset
+            for b in u { h = (h ^ UInt64(b)) &* fnvPrime }
+            return h
+        }
     }
 
     /// The slot where `h` is, or the empty slot where it would go (`slots` must not be full).

@@ -35,8 +35,10 @@ enum Lint {
         for j in rules.indices where !rules[j].isCatchAll {
             let later = rules[j]
             var candidates: [Int]
+            // Either list is a superset of the rules that can cover this one; the image list is only worth
+            // walking when the tenant list is not already short.
             let byTenant = later.match.tenant.map { index.tenant.candidates(for: $0[0], below: j) }
-            let byImage = later.match.image.map { index.image.candidates(for: $0[0], below: j) }
+            let byImage = (byTenant?.count ?? .max) <= 2 ? nil : later.match.image.map { index.image.candidates(for: $0[0], below: j) }
             switch (byTenant, byImage) {
             case (let t?, let i?): candidates = t.count <= i.count ? t : i
             case (let t?, nil): candidates = t

@@ -152,7 +152,19 @@ struct PolicyLoader {
         return nil
     }
 
+    /// A run of 1 to 18 ASCII digits as a number (no String made); nil for anything else.
+    static func digits(_ b: UnsafeBufferPointer<UInt8>) -> Int? {
+        guard b.count > 0 && b.count <= 18 else { return nil }
+        var v = 0
+        for c in b {
+            guard c >= 0x30 && c <= 0x39 else { return nil }
+            v = v * 10 + Int(c - 0x30)
+        }
+        return v
+    }
+
     mutating func integer(_ node: YAMLNode, _ what: @autoclosure () -> String, range: ClosedRange<Int>) -> Int? {
+        if node.isPlainScalar, let v = node.withBytes(Self.digits), range.contains(v) { return v }
         if node.isPlainScalar, let v = Int(node.text) {
             if range.contains(v) { return v }
             error(node.location, "\(what()) must be between \(range.lowerBound) and \(range.upperBound), found \(v)")
@@ -219,6 +231,21 @@ struct PolicyLoader {
             error(node.location, "\(what()) must be a size such as 512Mi or 2Gi, found \(node.kindName)")
             return nil
         }
+        // The common case, digits and a unit, read from the bytes (no String made); anything else below.
+        let quick: UInt64? = node.withBytes { b in
+            guard b.count >= 3, b[b.count - 1] == UInt8(ascii: "i") else { return nil }
+            let scale: UInt64
+            switch b[b.count - 2] {
+            case UInt8(ascii: "K"): scale = 1 << 10
+            case UInt8(ascii: "M"): scale = 1 << 20
+            case UInt8(ascii: "G"): scale = 1 << 30
+            case UInt8(ascii: "T"): scale = 1 << 40
+            default: return nil
+            }
+            guard let n = Self.digits(UnsafeBufferPointer(rebasing: b[0..<(b.count - 2)])), n > 0, UInt64(n) <= UInt64.max / scale else { return nil }
+            return UInt64(n) * scale
+        }
+        if let quick { return quick }
         let s = node.text
         let units: [(String, UInt64)] = [("Ki", 1 << 10), ("Mi", 1 << 20), ("Gi", 1 << 30), ("Ti", 1 << 40)]
         var number = Substring(s)
@@ -259,6 +286,16 @@ struct PolicyLoader {
     }
 
     mutating func enumValue<E: RawRepresentable & CaseIterable>(_ node: YAMLNode, _ what: @autoclosure () -> String, _: E.Type) -> E? where E.RawValue == String {
+        // The common case, a plain or quoted name of a case, is matched on the bytes (no String made).
+        if node.isScalar, !node.isNull, node.boolValue == nil {
+            let found = node.withBytes { b in
+                E.allCases.first { c in
+                    var raw = c.rawValue
+                    return raw.withUTF8 { r in r.count == b.count && (b.count == 0 || memcmp(r.baseAddress!, b.baseAddress!, b.count) == 0) }
+                }
+            }
+            if let found, !node.withBytes({ $0.isEmpty }) { return found }
+        }
         guard let s = string(node, what()) else { return nil }
         if let v = E(rawValue: s) { return v }
         error(node.location, "\(what()) must be one of \(E.allCases.map(\.rawValue).joined(separator: ", ")), found '\(s.prefix(40))'")
