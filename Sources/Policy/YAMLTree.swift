@@ -366,7 +366,15 @@ enum YAMLReader {
             }
         }
 
+        /// Larger buffers (from a policy of megabytes) are freed rather than kept for the life of the process.
+        static let maxKept = 4 << 20
+
         static func give(nodes: Block, text: Block) {
+            if nodes.bytes + text.bytes > maxKept {
+                nodes.base.deallocate()
+                text.base.deallocate()
+                return
+            }
             let previous: (nodes: Block, text: Block)? = slot.withLock { s in
                 let old = s
                 s = (nodes, text)
