@@ -111,3 +111,16 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// Concrete generic types (`KeyedDecodingContainer<Spec.CodingKeys>`, `[String: Mount]`, …) get their metadata through
+// direct accessor calls instead of the compact mangled-name form. The mangled form makes the runtime demangle the
+// name and look up each generic requirement's conformance by scanning every conformance record of the (static)
+// binary, once per type per process: perf showed that as a quarter of the CLI's user-space time in a `bulkhead run`
+// (bench/start.sh). Code size grows slightly; behaviour is the same.
+for target in package.targets where target.type == .regular || target.type == .executable {
+    let isCShim = target.name.count > 1 && target.name.first == "C" && target.name.dropFirst().first!.isUppercase
+    if isCShim { continue }
+    target.swiftSettings = (target.swiftSettings ?? []) + [
+        .unsafeFlags(["-Xfrontend", "-disable-concrete-type-metadata-mangled-name-accessors"]),
+    ]
+}

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 rounds=${1:-5}
 kdir=$(kernels/build | tail -1)
 echo "bench: kernel $(cat "$kdir/release") from $kdir"
-swift build -c release --product bulkhead-agent -Xswiftc -static-executable 2>&1 | grep -E 'error' || true
+swift build -c release --product bulkhead-agent -Xswiftc -static-executable -Xswiftc -Xfrontend -Xswiftc -disable-concrete-type-metadata-mangled-name-accessors 2>&1 | grep -E 'error' || true
 swift build -c release --product bulkhead-guest-bench 2>&1 | grep -E 'error' || true
 bin=$(swift build -c release --show-bin-path)
 echo "bench: $(nproc) cpus, load $(cut -d' ' -f1-3 /proc/loadavg), $rounds rounds"

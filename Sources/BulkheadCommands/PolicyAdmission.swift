@@ -44,14 +44,32 @@ struct ImageFacts {
 enum PolicyAdmission {
     /// Loads the policy (fail closed), decides for the bundle, writes the audit line, and returns the decision.
     /// A deny and a refused request are errors that name the rule; nothing falls back to a lower tier.
-    static func admit(_ options: PolicyOptions, id: String, bundle: String, image: ImageFacts? = nil) throws -> Decision {
+    /// `spec`: the spec that will run (already decoded); the decision is about it.
+    static func admit(_ options: PolicyOptions, id: String, bundle: String, spec: Spec? = nil, image: ImageFacts? = nil) throws -> Decision {
         let gate = try PolicyGate.load(policyPath: options.policy, auditPath: options.auditLog)
-        let request = try DeploymentRequest.forBundle(bundle, tenant: options.tenant, isolation: options.isolation,
+        let request = try DeploymentRequest.forBundle(bundle, spec: spec.map(facts(of:)), tenant: options.tenant, isolation: options.isolation,
                                                       image: image?.name, digest: image?.digest, origin: image?.origin,
                                                       labels: image?.labels ?? [:])
         // A microvm decision goes to the microVM backend, which refuses (never falls back to namespaces) where
         // the host lacks what it needs (kernel, agent, QEMU/libvirt), naming what is missing.
         return try gate.admit(request, containerID: id)
+    }
+
+    /// What the policy reads from a runtime spec (``SpecPrivileges/read(configJSON:)`` reads the same from the bytes).
+    static func facts(of spec: Spec) -> SpecFacts {
+        var facts = SpecFacts()
+        if let caps = spec.process?.capabilities {
+            for set in [caps.bounding, caps.effective, caps.inheritable, caps.permitted, caps.ambient] { facts.capabilities += set ?? [] }
+        }
+        facts.noNewPrivileges = spec.process?.noNewPrivileges ?? false
+        facts.namespaces = (spec.linux?.namespaces ?? []).map { SpecFacts.Namespace(type: $0.type.rawValue, path: $0.path) }
+        facts.mounts = (spec.mounts ?? []).map { SpecFacts.Mount(type: $0.type, source: $0.source, options: $0.options ?? []) }
+        facts.devicePaths = (spec.linux?.devices ?? []).map(\.path)
+        facts.deviceRules = spec.linux?.resources?.devices?.map {
+            SpecFacts.DeviceRule(allow: $0.allow, type: $0.type, major: $0.major, minor: $0.minor, access: $0.access)
+        }
+        facts.annotations = spec.annotations ?? [:]
+        return facts
     }
 
     /// The tier's settings applied to the spec: a read-only rootfs and the capability ceiling narrow what the

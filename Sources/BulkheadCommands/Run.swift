@@ -112,17 +112,20 @@ struct Run: ParsableCommand, GlobalOptionsCarrier {
                                                hypervisorURI: options.hypervisorURI, image: image,
                                                userNamespace: userNamespace)
         let backend = try RuntimeSupport.backend(named: record.backend, globals: globals)
+        // The record create returned is the one it saved (this process wrote it; opening the directory again takes
+        // its lock and fails if another verb deleted the container meanwhile), so it is not read back and decoded
+        // again, neither for start nor for the delete at the end.
+        var started = record
         do {
             let directory = try RuntimeSupport.store(globals).open(id: id)
-            var r = try directory.load()
-            try backend.start(&r, directory: directory)
+            try backend.start(&started, directory: directory)
         } catch {
             try? RuntimeSupport.deleteContainer(globals, id: id, force: true)
             throw error
         }
         if detach { return nil }
         let code = relay.map { $0.relay(untilExitOf: record.pid) } ?? backend.wait(forChild: record.pid)
-        if deleteAfter { try? RuntimeSupport.deleteContainer(globals, id: id, force: true) }
+        if deleteAfter { try? RuntimeSupport.deleteContainer(globals, id: id, force: true, known: started) }
         return code
     }
 

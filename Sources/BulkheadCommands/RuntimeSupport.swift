@@ -56,7 +56,7 @@ enum RuntimeSupport {
                        foreground: Bool, policy: PolicyOptions, extra: [String: String]? = nil,
                        hypervisorURI: String? = nil, image: ImageFacts? = nil,
                        userNamespace: AutoUserNamespace? = nil) throws -> ContainerRecord {
-        let decision = try PolicyAdmission.admit(policy, id: id, bundle: bundle, image: image)
+        let decision = try PolicyAdmission.admit(policy, id: id, bundle: bundle, spec: specAsGiven, image: image)
         let tier = decision.granted!.rawValue
         var spec = specAsGiven
         // The image form's own user namespace (--userns auto, or a policy that requires one) is a namespace-tier
@@ -155,9 +155,11 @@ struct InitPlaceholder: ParsableCommand {
 
 extension RuntimeSupport {
     /// Deletes a container (backend resources, image rootfs of an image-form container, state directory).
-    static func deleteContainer(_ globals: GlobalOptions, id: String, force: Bool) throws {
+    /// `known`: the record as this process last saved it (`run`, which created and started the container), which
+    /// spares reading it back; otherwise it is read from the state directory.
+    static func deleteContainer(_ globals: GlobalOptions, id: String, force: Bool, known: ContainerRecord? = nil) throws {
         let directory = try store(globals).open(id: id)
-        let record = try directory.load()
+        let record = try known ?? directory.load()
         let backend = try backend(named: record.backend, globals: globals)
         try backend.delete(record, directory: directory, force: force)
         try releaseImageResources(record)

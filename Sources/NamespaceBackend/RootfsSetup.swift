@@ -298,8 +298,12 @@ struct RootfsSetup {
     }
 
     func split(_ path: String) -> (parent: String, name: String) {
+        // The parent is built by hand: `joined(separator:)` on the parts first looks up an associated type at run
+        // time (a scan of the static binary's conformance records, in every container start).
         let parts = path.split(separator: "/")
-        return ("/" + parts.dropLast().joined(separator: "/"), parts.last.map(String.init) ?? "")
+        var parent = ""
+        for part in parts.dropLast() { parent += "/"; parent += part }
+        return (parent.isEmpty ? "/" : parent, parts.last.map(String.init) ?? "")
     }
 
     /// mkdir -p inside the rootfs.

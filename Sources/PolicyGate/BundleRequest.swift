@@ -13,15 +13,24 @@ extension DeploymentRequest {
     /// are owned by root and writable by nobody else was put there by the host's root (`imported_by: root`,
     /// `source: bundle:DIR`); otherwise `imported_by: uid:N` of its owner. Host bind-mount sources are listed
     /// both as written and with symlinks resolved, so `/var/run/x.sock` and `/run/x.sock` both meet a rule.
-    public static func forBundle(_ bundle: String, tenant: String? = nil, isolation: Tier? = nil, image: String? = nil,
-                                 digest: String? = nil, origin: ImageOrigin? = nil, labels: [String: String] = [:]) throws -> DeploymentRequest {
+    ///
+    /// `spec`: the facts of the spec that will run, when the caller has decoded it already (`create`, `run`); the
+    /// decision is then about that spec, and config.json is only looked at for its owner.
+    public static func forBundle(_ bundle: String, spec facts: SpecFacts? = nil, tenant: String? = nil, isolation: Tier? = nil,
+                                 image: String? = nil, digest: String? = nil, origin: ImageOrigin? = nil,
+                                 labels: [String: String] = [:]) throws -> DeploymentRequest {
         let configPath = bundle.hasSuffix("/") ? bundle + "config.json" : bundle + "/config.json"
         let fd: FileDescriptor
         do { fd = try FileDescriptor.open(configPath, O_RDONLY) } catch let e as SystemError {
             throw PolicyRequestError("cannot read \(configPath): \(e.reason) (is \(bundle) an OCI bundle?)")
         }
         let st = try fd.stat(path: configPath)
-        let spec = try SpecPrivileges.read(configJSON: try fd.readAll(limit: 16 << 20, path: configPath))
+        let spec: (privileges: Privileges, annotations: [String: String])
+        if let facts {
+            spec = (SpecPrivileges.privileges(of: facts), facts.annotations)
+        } else {
+            spec = try SpecPrivileges.read(configJSON: try fd.readAll(limit: 16 << 20, path: configPath))
+        }
         var privileges = spec.privileges
         let annotations = spec.annotations
         var resolved: [String] = []

@@ -1,6 +1,8 @@
 import Testing
 import Foundation
 @testable import Policy
+@testable import BulkheadCommands
+import OCIRuntime
 
 /// Random rule sets, written out as YAML and loaded, against random runtime specs and requests.
 ///
@@ -132,7 +134,9 @@ import Foundation
 
         let spec: [String: Any] = [
             "ociVersion": "1.2.0",
-            "process": ["capabilities": ["bounding": Array(caps).sorted(), "permitted": Array(caps).sorted()], "noNewPrivileges": nnp],
+            "process": ["capabilities": ["bounding": Array(caps).sorted(), "permitted": Array(caps).sorted()], "noNewPrivileges": nnp,
+                        "user": ["uid": 0, "gid": 0], "args": ["/bin/true"], "cwd": "/"],
+            "root": ["path": "rootfs"],
             "mounts": mounts.map { ["destination": "/m", "type": "bind", "source": $0, "options": ["rbind"]] }
                 + [["destination": "/proc", "type": "proc", "source": "proc"]],
             "linux": [
@@ -144,6 +148,11 @@ import Foundation
         ]
         let json = try! JSONSerialization.data(withJSONObject: spec)
         let (privileges, specAnnotations) = try! SpecPrivileges.read(configJSON: Array(json))
+        // create/run decide from the spec the runtime decoded (no second read of config.json): the same privileges.
+        let runtimeSpec = try! JSONDecoder().decode(OCIRuntime.Spec.self, from: json)   // types only; validation is not the point here
+        let facts = PolicyAdmission.facts(of: runtimeSpec)
+        #expect(SpecPrivileges.privileges(of: facts) == privileges)
+        #expect(facts.annotations == specAnnotations)
 
         let explicitTenant: String? = pick([nil, nil, "acme", "beta", "", "c1"])
         let explicitIsolation: Tier? = pick([nil, nil, .namespace, .microvm])
