@@ -77,11 +77,17 @@ struct PrefixIndex: Sendable {
     /// numbered below `below` (the shadowed-rule lint asks for earlier rules only).
     func candidates(forBytes p: [UInt8], below: Int = .max) -> [Int] {
         var out: [Int] = []
-        if below == .max { out = unconstrained } else {
-            out.reserveCapacity(unconstrained.count + 4)
+        collect(forBytes: p, below: below, into: &out)
+        return out
+    }
+
+    /// ``candidates(forBytes:below:)`` into `out` (emptied first, its storage kept).
+    func collect(forBytes p: [UInt8], below: Int = .max, into out: inout [Int]) {
+        out.removeAll(keepingCapacity: true)
+        if below == .max { out.append(contentsOf: unconstrained) } else {
             for r in unconstrained where r < below { out.append(r) }
         }
-        if keys.isEmpty { return out }
+        if keys.isEmpty { return }
         // One walk over the subject's bytes, the table read through unsafe buffers (no bounds checks, no
         // reference counting per probe).
         slots.withUnsafeBufferPointer { slots in
@@ -118,10 +124,13 @@ struct PrefixIndex: Sendable {
                 }
             }
         }
-        return out
     }
 
     func candidates(for glob: Glob, below: Int = .max) -> [Int] { candidates(forBytes: glob.literal ?? glob.prefix, below: below) }
+
+    func collect(for glob: Glob, below: Int, into out: inout [Int]) {
+        collect(forBytes: glob.literal ?? glob.prefix, below: below, into: &out)
+    }
 }
 
 /// The index a policy keeps for deciding.
