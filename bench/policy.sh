@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Policy engine benchmark: a generated 1,000-rule policy, loaded+validated and decided against, side by side
-# with other loaders of the same bytes (libyaml's bare event parser, PyYAML's C loader, Yams).
+# with other loaders of the same bytes (libyaml's and libfyaml's bare event parsers, PyYAML's C loader, Yams).
+# Our load is measured twice: as it runs (the YAML fast path, Sources/Policy/FastYAML.swift, reads the file) and
+# with the fast path turned off (libyaml reads it, as it does every file the fast path declines).
 # Goals (issue 5): deciding well under 100 µs; loading+validating under 10 ms.
 #
 #   bench/policy.sh            all of it (builds the release bench; Yams peer is built on first run, ~3 min)
@@ -22,14 +24,26 @@ bench=.build/release/policy-bench
 $bench write "$work/policy.yaml" "$rules"
 echo "policy: $rules generated rules + default, $(wc -c <"$work/policy.yaml") bytes"
 
+echo "YAML parser that loads this file: $($bench path "$work/policy.yaml")"
+
 echo
-echo "== Bulkhead (Policy target: libyaml events → located tree → validated policy, lints, decision index)"
+echo "== Bulkhead (Policy target: YAML fast path → located tree → validated policy, lints, decision index)"
 $bench run "$work/policy.yaml" | tee "$work/ours.txt"
+echo
+echo "== Bulkhead with the fast path off (libyaml events → the same tree → the same validation)"
+$bench run-libyaml "$work/policy.yaml" | tee "$work/ours-libyaml.txt"
 
 echo
 echo "== peers on the same file"
 gcc -O2 -o "$work/libyaml-events" bench/libyaml-events.c -lyaml
 "$work/libyaml-events" "$work/policy.yaml" | tee "$work/floor.txt"
+have_fy=
+if [[ -f /usr/include/libfyaml.h ]] && gcc -O2 -o "$work/libfyaml-events" bench/libfyaml-events.c -lfyaml 2>/dev/null; then
+  have_fy=1
+  "$work/libfyaml-events" "$work/policy.yaml" | tee "$work/fyaml.txt"
+else
+  echo "libfyaml not installed: its peer skipped (apt-get install libfyaml-dev)"
+fi
 if python3 -c 'import yaml; yaml.CSafeLoader' 2>/dev/null; then
   python3 - "$work/policy.yaml" <<'PY' | tee "$work/pyyaml.txt"
 import sys, time, yaml
@@ -61,24 +75,34 @@ if command -v valgrind >/dev/null; then
   # in software. Its DWARF reader chokes on Swift 6.3's debug info, so it runs a copy without it.)
   count() { valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" 2>&1 | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'; }
   cp $bench "$work/policy-bench" && strip --strip-debug "$work/policy-bench"
-  one=$(count "$work/policy-bench" load "$work/policy.yaml" 1); three=$(count "$work/policy-bench" load "$work/policy.yaml" 3)
-  echo "Bulkhead load+validate: $(( (three - one) / 2000000 )) M instructions per load (each load also frees the previous policy)"
+  per() { local a b; a=$(count "$@" 1); b=$(count "$@" 3); echo "$(( (b - a) / 200000 ))" | sed 's/\(.\)$/.\1/'; }
+  echo "Bulkhead load+validate, fast path:       $(per "$work/policy-bench" load "$work/policy.yaml") M instructions per load (each load also frees the previous policy)"
+  echo "Bulkhead load+validate, libyaml:         $(per "$work/policy-bench" load-libyaml "$work/policy.yaml") M instructions per load"
   gcc -O2 -DRUNS_FROM_ARGV -o "$work/libyaml-events1" bench/libyaml-events.c -lyaml
-  lone=$(count "$work/libyaml-events1" "$work/policy.yaml" 1); lthree=$(count "$work/libyaml-events1" "$work/policy.yaml" 3)
-  echo "libyaml events only:    $(( (lthree - lone) / 2000000 )) M instructions per parse"
+  echo "libyaml events only:                     $(per "$work/libyaml-events1" "$work/policy.yaml") M instructions per parse"
+  if [[ -n $have_fy ]]; then
+    echo "libfyaml events only:                    $(per "$work/libfyaml-events" "$work/policy.yaml") M instructions per parse"
+  fi
 fi
 
 echo
 echo "== ratios"
 ours=$(sed -n 's/.*wall, \([0-9.]*\) ms CPU (30.*/\1/p' "$work/ours.txt")
+oursl=$(sed -n 's/.*wall, \([0-9.]*\) ms CPU (30.*/\1/p' "$work/ours-libyaml.txt")
 floor=$(sed -n 's/.*median \([0-9.]*\) ms CPU (fastest.*/\1/p' "$work/floor.txt")
-awk -v a="$ours" -v b="$floor" 'BEGIN { printf "Bulkhead load+validate / bare libyaml events: %.1fx\n", a / b }'
+awk -v a="$ours" -v b="$oursl" 'BEGIN { printf "Bulkhead load+validate, fast path / through libyaml: %.2fx\n", a / b }'
+awk -v a="$ours" -v b="$floor" 'BEGIN { printf "Bulkhead load+validate (fast path) / bare libyaml events: %.2fx\n", a / b }'
+awk -v a="$oursl" -v b="$floor" 'BEGIN { printf "Bulkhead load+validate through libyaml / bare libyaml events: %.2fx\n", a / b }'
+if [[ -n $have_fy ]]; then
+  fy=$(sed -n 's/.*median \([0-9.]*\) ms CPU (fastest.*/\1/p' "$work/fyaml.txt")
+  awk -v a="$ours" -v b="$fy" 'BEGIN { printf "Bulkhead load+validate (fast path) / bare libfyaml events: %.2fx\n", a / b }'
+fi
 if [[ -f $work/pyyaml.txt ]]; then
   py=$(sed -n 's/.*median \([0-9.]*\) ms CPU.*/\1/p' "$work/pyyaml.txt")
-  awk -v a="$ours" -v b="$py" 'BEGIN { printf "Bulkhead load+validate / PyYAML CSafeLoader: %.2fx\n", a / b }'
+  awk -v a="$ours" -v b="$py" 'BEGIN { printf "Bulkhead load+validate (fast path) / PyYAML CSafeLoader: %.3fx\n", a / b }'
 fi
 if [[ -f $work/yams.txt ]]; then
   yc=$(sed -n 's/.*compose (node tree): median \([0-9.]*\) ms.*/\1/p' "$work/yams.txt")
-  awk -v a="$ours" -v b="$yc" 'BEGIN { printf "Bulkhead load+validate / Yams compose alone: %.2fx\n", a / b }'
+  awk -v a="$ours" -v b="$yc" 'BEGIN { printf "Bulkhead load+validate (fast path) / Yams compose alone: %.2fx\n", a / b }'
 fi
 echo "load average now: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"

@@ -22,9 +22,11 @@ struct PrefixIndex: Sendable {
     static let fnvPrime: UInt64 = 0x100_0000_01b3
 
     static func hash(_ bytes: [UInt8]) -> UInt64 {
-        var h = fnvOffset
-        for b in bytes { h = (h ^ UInt64(b)) &* fnvPrime }
-        return h
+        bytes.withUnsafeBufferPointer { u in
+            var h = fnvOffset
+            for b in u { h = (h ^ UInt64(b)) &* fnvPrime }
+            return h
+        }
     }
 
     /// The slot where `h` is, or the empty slot where it would go (`slots` must not be full).
@@ -71,29 +73,64 @@ struct PrefixIndex: Sendable {
         }
     }
 
-    @inline(__always)
-    private func collect(_ n: Int, into out: inout [Int]) {
-        var e = heads[n]
-        while e >= 0 {
-            out.append(Int(entryRule[Int(e)]))
-            e = entryNext[Int(e)]
-        }
-    }
-
-    /// Candidates for a glob (its literal prefix) or a subject string's bytes; unsorted, may repeat.
-    func candidates(forBytes p: [UInt8]) -> [Int] {
-        var out = unconstrained
-        if keys.isEmpty { return out }
-        var h = Self.fnvOffset
-        if let n = list(h) { collect(n, into: &out) }
-        for b in p {
-            h = (h ^ UInt64(b)) &* Self.fnvPrime
-            if let n = list(h) { collect(n, into: &out) }
-        }
+    /// Candidates for a glob (its literal prefix) or a subject string's bytes; unsorted, may repeat. Only rules
+    /// numbered below `below` (the shadowed-rule lint asks for earlier rules only).
+    func candidates(forBytes p: [UInt8], below: Int = .max) -> [Int] {
+        var out: [Int] = []
+        collect(forBytes: p, below: below, into: &out)
         return out
     }
 
-    func candidates(for glob: Glob) -> [Int] { candidates(forBytes: glob.literal ?? glob.prefix) }
+    /// ``candidates(forBytes:below:)`` into `out` (emptied first, its storage kept).
+    func collect(forBytes p: [UInt8], below: Int = .max, into out: inout [Int]) {
+        out.removeAll(keepingCapacity: true)
+        if below == .max { out.append(contentsOf: unconstrained) } else {
+            for r in unconstrained where r < below { out.append(r) }
+        }
+        if keys.isEmpty { return }
+        // One walk over the subject's bytes, the table read through unsafe buffers (no bounds checks, no
+        // reference counting per probe).
+        slots.withUnsafeBufferPointer { slots in
+            keys.withUnsafeBufferPointer { keys in
+                heads.withUnsafeBufferPointer { heads in
+                    entryRule.withUnsafeBufferPointer { entryRule in
+                        entryNext.withUnsafeBufferPointer { entryNext in
+                            let mask = slots.count - 1
+                            func visit(_ h: UInt64) {
+                                var i = Int(truncatingIfNeeded: (h &* 0x9e37_79b9_7f4a_7c15) >> 32) & mask
+                                while true {
+                                    let e = slots[i]
+                                    if e < 0 { return }
+                                    if keys[Int(e)] == h { break }
+                                    i = (i + 1) & mask
+                                }
+                                var entry = heads[Int(slots[i])]
+                                while entry >= 0 {
+                                    let rule = Int(entryRule[Int(entry)])
+                                    if rule < below { out.append(rule) }
+                                    entry = entryNext[Int(entry)]
+                                }
+                            }
+                            var h = Self.fnvOffset
+                            visit(h)
+                            p.withUnsafeBufferPointer { p in
+                                for b in p {
+                                    h = (h ^ UInt64(b)) &* Self.fnvPrime
+                                    visit(h)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    func candidates(for glob: Glob, below: Int = .max) -> [Int] { candidates(forBytes: glob.literal ?? glob.prefix, below: below) }
+
+    func collect(for glob: Glob, below: Int, into out: inout [Int]) {
+        collect(forBytes: glob.literal ?? glob.prefix, below: below, into: &out)
+    }
 }
 
 /// The index a policy keeps for deciding.

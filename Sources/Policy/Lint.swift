@@ -32,26 +32,35 @@ enum Lint {
         // extends its own), kept to the rules before the later one, so large policies are not compared pair by pair.
         let summaries = rules.map { KeyMask($0.match) }
         let index = policy.index
+        // Two lists reused for every rule (cleared, their storage kept): no allocation per rule.
+        var byTenant: [Int] = [], byImage: [Int] = []
         for j in rules.indices where !rules[j].isCatchAll {
             let later = rules[j]
-            var candidates: [Int]
-            let byTenant = later.match.tenant.map { index.tenant.candidates(for: $0[0]).filter { $0 < j } }
-            let byImage = later.match.image.map { index.image.candidates(for: $0[0]).filter { $0 < j } }
-            switch (byTenant, byImage) {
-            case (let t?, let i?): candidates = t.count <= i.count ? t : i
-            case (let t?, nil): candidates = t
-            case (nil, let i?): candidates = i
-            case (nil, nil): candidates = Array(0..<j)
-            }
-            candidates.sort()
-            for i in candidates where !rules[i].isCatchAll {
-                // Quick reject: every key that constrains rule i must be implied by some key of rule j.
-                if summaries[i].bits & ~summaries[j].implied != 0 { continue }
-                if covers(rules[i].match, later.match) {
-                    out.append(Diagnostic(.warning, later.location,
-                        "rule '\(later.name)' is shadowed: rule '\(rules[i].name)' (line \(rules[i].location.line)) matches every deployment it matches, so it never decides; reorder or remove it"))
-                    break
+            /// The first earlier rule among `candidates` (ascending) that covers this one, reported.
+            func report<C: Sequence<Int>>(_ candidates: C) {
+                for i in candidates where !rules[i].isCatchAll {
+                    // Quick reject: every key that constrains rule i must be implied by some key of rule j.
+                    if summaries[i].bits & ~summaries[j].implied != 0 { continue }
+                    if covers(rules[i].match, later.match) {
+                        out.append(Diagnostic(.warning, later.location,
+                            "rule '\(later.name)' is shadowed: rule '\(rules[i].name)' (line \(rules[i].location.line)) matches every deployment it matches, so it never decides; reorder or remove it"))
+                        return
+                    }
                 }
+            }
+            // Either list is a superset of the rules that can cover this one; the image list is only worth
+            // walking when the tenant list is not already short.
+            let tenant = later.match.tenant.map { index.tenant.collect(for: $0[0], below: j, into: &byTenant) } != nil
+            let image = !(tenant && byTenant.count <= 2)
+                && later.match.image.map { index.image.collect(for: $0[0], below: j, into: &byImage) } != nil
+            if tenant && (!image || byTenant.count <= byImage.count) {
+                byTenant.sort()
+                report(byTenant)
+            } else if image {
+                byImage.sort()
+                report(byImage)
+            } else {
+                report(0..<j)
             }
         }
         return out

@@ -47,8 +47,14 @@ extension Policy {
     /// Validates and lints: the policy when it has no errors, and every diagnostic (errors and warnings) in
     /// file order.
     public static func check(_ bytes: [UInt8], source: String) -> (Policy?, [Diagnostic]) {
+        check(bytes, source: source, forceLibyaml: false)
+    }
+
+    /// ``check(_:source:)`` with the YAML parser chosen: `forceLibyaml` skips the fast path (for the benchmark,
+    /// which measures both; the result is the same either way).
+    @_spi(Bench) public static func check(_ bytes: [UInt8], source: String, forceLibyaml: Bool) -> (Policy?, [Diagnostic]) {
         let document: YAMLDocument
-        do { document = try YAMLReader.parse(bytes, file: source) } catch { return (nil, [error]) }
+        do { document = try YAMLReader.parse(bytes, file: source, forceLibyaml: forceLibyaml) } catch { return (nil, [error]) }
         var loader = PolicyLoader(file: source)
         let policy = withExtendedLifetime(document) { loader.policy(document.root) }
         var diagnostics = loader.diagnostics
@@ -58,6 +64,13 @@ extension Policy {
         var result = policy!
         result.warnings = diagnostics
         return (result, diagnostics)
+    }
+}
+
+extension Policy {
+    /// Whether `bytes` are YAML the fast path parses itself (else libyaml does). For the benchmark's report.
+    @_spi(Bench) public static func fastPathAccepts(_ bytes: [UInt8]) -> Bool {
+        bytes.withUnsafeBufferPointer { FastYAML.parse($0, file: "") } != nil
     }
 }
 
@@ -110,6 +123,14 @@ struct PolicyLoader {
             }
             return nil
         }
+
+        /// The next entry with its key's index in the `KeySet` (switching on it costs no string comparisons).
+        mutating func nextIndexed() -> (index: Int, keyNode: YAMLNode, value: YAMLNode)? {
+            while let e = entries.next() {
+                if let k = e.key.index(in: keys) { return (k, e.key, e.value) }
+            }
+            return nil
+        }
     }
 
     mutating func string(_ node: YAMLNode, _ what: @autoclosure () -> String) -> String? {
@@ -131,7 +152,19 @@ struct PolicyLoader {
         return nil
     }
 
+    /// A run of 1 to 18 ASCII digits as a number (no String made); nil for anything else.
+    static func digits(_ b: UnsafeBufferPointer<UInt8>) -> Int? {
+        guard b.count > 0 && b.count <= 18 else { return nil }
+        var v = 0
+        for c in b {
+            guard c >= 0x30 && c <= 0x39 else { return nil }
+            v = v * 10 + Int(c - 0x30)
+        }
+        return v
+    }
+
     mutating func integer(_ node: YAMLNode, _ what: @autoclosure () -> String, range: ClosedRange<Int>) -> Int? {
+        if node.isPlainScalar, let v = node.withBytes(Self.digits), range.contains(v) { return v }
         if node.isPlainScalar, let v = Int(node.text) {
             if range.contains(v) { return v }
             error(node.location, "\(what()) must be between \(range.lowerBound) and \(range.upperBound), found \(v)")
@@ -198,6 +231,21 @@ struct PolicyLoader {
             error(node.location, "\(what()) must be a size such as 512Mi or 2Gi, found \(node.kindName)")
             return nil
         }
+        // The common case, digits and a unit, read from the bytes (no String made); anything else below.
+        let quick: UInt64? = node.withBytes { b in
+            guard b.count >= 3, b[b.count - 1] == UInt8(ascii: "i") else { return nil }
+            let scale: UInt64
+            switch b[b.count - 2] {
+            case UInt8(ascii: "K"): scale = 1 << 10
+            case UInt8(ascii: "M"): scale = 1 << 20
+            case UInt8(ascii: "G"): scale = 1 << 30
+            case UInt8(ascii: "T"): scale = 1 << 40
+            default: return nil
+            }
+            guard let n = Self.digits(UnsafeBufferPointer(rebasing: b[0..<(b.count - 2)])), n > 0, UInt64(n) <= UInt64.max / scale else { return nil }
+            return UInt64(n) * scale
+        }
+        if let quick { return quick }
         let s = node.text
         let units: [(String, UInt64)] = [("Ki", 1 << 10), ("Mi", 1 << 20), ("Gi", 1 << 30), ("Ti", 1 << 40)]
         var number = Substring(s)
@@ -238,6 +286,16 @@ struct PolicyLoader {
     }
 
     mutating func enumValue<E: RawRepresentable & CaseIterable>(_ node: YAMLNode, _ what: @autoclosure () -> String, _: E.Type) -> E? where E.RawValue == String {
+        // The common case, a plain or quoted name of a case, is matched on the bytes (no String made).
+        if node.isScalar, !node.isNull, node.boolValue == nil {
+            let found = node.withBytes { b in
+                E.allCases.first { c in
+                    var raw = c.rawValue
+                    return raw.withUTF8 { r in r.count == b.count && (b.count == 0 || memcmp(r.baseAddress!, b.baseAddress!, b.count) == 0) }
+                }
+            }
+            if let found, !node.withBytes({ $0.isEmpty }) { return found }
+        }
         guard let s = string(node, what()) else { return nil }
         if let v = E(rawValue: s) { return v }
         error(node.location, "\(what()) must be one of \(E.allCases.map(\.rawValue).joined(separator: ", ")), found '\(s.prefix(40))'")
@@ -271,15 +329,13 @@ struct PolicyLoader {
                     error(value.location, "rules must be a list of rules, found \(value.kindName)")
                     continue
                 }
-                var names: [String: SourceLocation] = [:]
-                names.reserveCapacity(value.count)
+                var names = NameTable(capacity: value.count)
                 rules.reserveCapacity(value.count)
                 for item in value.items {
                     guard let rule = rule(item) else { continue }
-                    if let first = names[rule.name] {
-                        error(rule.location, "duplicate rule name '\(rule.name)' (first at line \(first.line)); names must be unique so decisions can be traced")
+                    if let first = names.insert(rule.name, rules.count, in: rules) {
+                        error(rule.location, "duplicate rule name '\(rule.name)' (first at line \(first.location.line)); names must be unique so decisions can be traced")
                     }
-                    names[rule.name] = rule.location
                     rules.append(rule)
                 }
                 if value.count == 0 { error(value.location, "rules must not be empty: a policy ends with a default rule") }
@@ -391,16 +447,25 @@ struct PolicyLoader {
                             "added_capabilities", "host_namespaces", "host_mounts", "devices", "no_new_privileges",
                             "annotations", "labels", "isolation_request"])
 
+    /// `ruleKeys` and `matchKeys` by index, in the same order.
+    enum RuleKey: Int { case name, description, match, decide, allowLower, reason, namespace, microvm, resources }
+    enum MatchKey: Int {
+        case tenant, hasTenant, image, digest, importedBy, source, privileged, addedCapabilities, hostNamespaces, hostMounts, devices,
+             noNewPrivileges, annotations, labels, isolationRequest
+    }
+
     mutating func rule(_ node: YAMLNode) -> Rule? {
         let before = diagnostics.count
         guard let entries = fields(node, "a rule", allowed: Self.ruleKeys) else { return nil }
         var name: String? = nil, description: String? = nil, verdict: Verdict? = nil, allowLower = false, reason: String? = nil
-        var match = Match(), hasMatch = false, locations: [(key: String, location: SourceLocation)] = []
+        var match: Match? = nil, hasMatch = false, locations: [(key: String, location: SourceLocation)] = []
         var ns = NamespaceSettings(), vm = MicroVMSettings(), res = ResourceCeilings()
         var allowLowerAt: SourceLocation? = nil, settingsAt: [(String, SourceLocation)] = []
-        for (key, keyAt, value) in entries {
-            switch key {
-            case "name":
+        var fields = entries
+        while let (k, keyAt, value) = fields.nextIndexed() {
+            let key = Self.ruleKeys.names[k]
+            switch RuleKey(rawValue: k)! {
+            case .name:
                 if let n = string(value, "rule name") {
                     if n.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7a) || $0 == 0x2d || $0 == 0x5f || $0 == 0x2e }) && n.utf8.count <= 128 {
                         name = n
@@ -408,17 +473,16 @@ struct PolicyLoader {
                         error(value.location, "rule name '\(n.prefix(40))' may use only letters, digits, '-', '_' and '.' (at most 128)")
                     }
                 }
-            case "description": description = string(value, "description")
-            case "decide": verdict = enumValue(value, "decide", Verdict.self)
-            case "allow_lower": allowLower = bool(value, "allow_lower") ?? false; allowLowerAt = keyAt.location
-            case "reason": reason = string(value, "reason")
-            case "match":
+            case .description: description = string(value, "description")
+            case .decide: verdict = enumValue(value, "decide", Verdict.self)
+            case .allowLower: allowLower = bool(value, "allow_lower") ?? false; allowLowerAt = keyAt.location
+            case .reason: reason = string(value, "reason")
+            case .match:
                 hasMatch = true
                 if let (m, locs) = matchConditions(value) { match = m; locations = locs }
-            case "namespace": ns = namespaceSettings(value, "namespace") ?? ns; settingsAt.append((key, keyAt.location))
-            case "microvm": vm = microvmSettings(value, "microvm") ?? vm; settingsAt.append((key, keyAt.location))
-            case "resources": res = resources(value, "resources") ?? res
-            default: break
+            case .namespace: ns = namespaceSettings(value, "namespace") ?? ns; settingsAt.append((key, keyAt.location))
+            case .microvm: vm = microvmSettings(value, "microvm") ?? vm; settingsAt.append((key, keyAt.location))
+            case .resources: res = resources(value, "resources") ?? res
             }
         }
         if name == nil && !diagnostics[before...].contains(where: { $0.message.contains("name") }) {
@@ -427,7 +491,7 @@ struct PolicyLoader {
         if verdict == nil && !diagnostics[before...].contains(where: { $0.message.contains("decide") }) {
             error(node.location, "rule '\(name ?? "?")' needs `decide: namespace | microvm | deny`")
         }
-        guard let name, let verdict, !diagnostics[before...].contains(where: { $0.severity == .error }) else { return nil }
+        guard let name, let verdict, diagnostics.count == before || !diagnostics[before...].contains(where: { $0.severity == .error }) else { return nil }
         if let at = allowLowerAt, allowLower, verdict != .microvm {
             warning(at, "allow_lower has no effect on a rule that decides \(verdict.rawValue) (only a microvm decision can be lowered)")
         }
@@ -438,7 +502,8 @@ struct PolicyLoader {
         } else if verdict == .microvm, !allowLower, let at = settingsAt.first(where: { $0.0 == "namespace" })?.1 {
             warning(at, "namespace settings have no effect: this rule decides microvm and does not allow_lower")
         }
-        return Rule(name: name, description: description, match: match, isCatchAll: !hasMatch || match.isEmpty, verdict: verdict,
+        let conditions = match ?? Match()
+        return Rule(name: name, description: description, match: conditions, isCatchAll: !hasMatch || conditions.isEmpty, verdict: verdict,
                     allowLower: allowLower, reason: reason, namespace: ns, microvm: vm, resources: res,
                     location: node.location, conditionKeys: locations)
     }
@@ -460,17 +525,19 @@ struct PolicyLoader {
         var m = MatchConditions()
         var locations: [(key: String, location: SourceLocation)] = []
         locations.reserveCapacity(entries.count)
-        for (key, keyAt, value) in entries {
+        var fields = entries
+        while let (k, keyAt, value) = fields.nextIndexed() {
+            let key = Self.matchKeys.names[k]
             locations.append((key, keyAt.location))
-            switch key {
-            case "tenant": m.tenant = globs(value, "match.tenant")
-            case "has_tenant": m.hasTenant = bool(value, "match.has_tenant")
-            case "image":
+            switch MatchKey(rawValue: k)! {
+            case .tenant: m.tenant = globs(value, "match.tenant")
+            case .hasTenant: m.hasTenant = bool(value, "match.has_tenant")
+            case .image:
                 m.image = globs(value, "match.image")
                 for g in m.image ?? [] where Self.lacksRegistryPath(g.pattern) {
                     warning(value.location, "match.image '\(g.pattern.prefix(60))' has no '/': image patterns match the full name registry/repository:tag (busybox is docker.io/library/busybox:latest), so write e.g. docker.io/library/busybox:*")
                 }
-            case "digest":
+            case .digest:
                 if let list = strings(value, "match.digest") {
                     var ok = true
                     for (d, at) in list where !Self.isDigest(d) {
@@ -478,26 +545,26 @@ struct PolicyLoader {
                     }
                     if ok { m.digest = list.map(\.0) }
                 }
-            case "imported_by": m.importedBy = globs(value, "match.imported_by")
-            case "source": m.source = globs(value, "match.source")
-            case "privileged": m.privileged = bool(value, "match.privileged")
-            case "added_capabilities":
+            case .importedBy: m.importedBy = globs(value, "match.imported_by")
+            case .source: m.source = globs(value, "match.source")
+            case .privileged: m.privileged = bool(value, "match.privileged")
+            case .addedCapabilities:
                 m.addedCapabilities = presence(value, "match.added_capabilities") { Self.capabilityProblem($0, allowGlob: true) }
                 if case .oneOf(let gs)? = m.addedCapabilities { m.addedCapabilities = .oneOf(gs.map { $0.hasWildcards ? $0 : Glob(Self.canonicalCapability($0.pattern)) }) }
-            case "host_namespaces":
+            case .hostNamespaces:
                 m.hostNamespaces = presence(value, "match.host_namespaces") {
                     Privileges.namespaceTypes.contains($0) ? nil : "unknown namespace type '\($0.prefix(40))'; use \(Privileges.namespaceTypes.joined(separator: ", "))"
                 }
-            case "host_mounts":
+            case .hostMounts:
                 m.hostMounts = presence(value, "match.host_mounts") {
                     $0.hasPrefix("/") || $0.hasPrefix("*") ? nil : "match.host_mounts entries are absolute host paths or globs such as /var/run/**, found '\($0.prefix(40))'"
                 }
-            case "devices":
+            case .devices:
                 m.devices = presence(value, "match.devices") { _ in nil }
-            case "no_new_privileges": m.noNewPrivileges = bool(value, "match.no_new_privileges")
-            case "annotations": m.annotations = keyedGlobs(value, "match.annotations")
-            case "labels": m.labels = keyedGlobs(value, "match.labels")
-            case "isolation_request":
+            case .noNewPrivileges: m.noNewPrivileges = bool(value, "match.no_new_privileges")
+            case .annotations: m.annotations = keyedGlobs(value, "match.annotations")
+            case .labels: m.labels = keyedGlobs(value, "match.labels")
+            case .isolationRequest:
                 if let list = strings(value, "match.isolation_request") {
                     var ok = true
                     for (v, at) in list where !["none", "namespace", "microvm"].contains(v) {
@@ -505,7 +572,6 @@ struct PolicyLoader {
                     }
                     if ok { m.isolationRequest = list.map(\.0) }
                 }
-            default: break
             }
         }
         return (Match(m), locations)
@@ -544,6 +610,39 @@ struct PolicyLoader {
         guard s.hasPrefix("sha256:") else { return false }
         let hex = s.utf8.dropFirst(7)
         return hex.count == 64 && hex.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
+    }
+}
+
+/// Rule names seen so far, for the duplicate check: a small open-addressing table of rule numbers keyed by an
+/// FNV-1a hash of the name (cheaper than hashing each name with SipHash into a `[String: SourceLocation]`).
+struct NameTable {
+    private var slots: [Int32]
+    private var hashes: [UInt64]
+
+    init(capacity: Int) {
+        var size = 16
+        while size < capacity * 2 { size *= 2 }
+        slots = [Int32](repeating: -1, count: size)
+        hashes = [UInt64](repeating: 0, count: size)
+    }
+
+    /// Records `name` as rule `index` (of those in `rules`, or the one being added); returns the rule that had
+    /// the name until now, if any.
+    mutating func insert(_ name: String, _ index: Int, in rules: [Rule]) -> Rule? {
+        var copy = name
+        let h = copy.withUTF8 { u in
+            var h: UInt64 = 0xcbf2_9ce4_8422_2325
+            for b in u { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+            return h
+        }
+        let mask = slots.count - 1
+        var i = Int(truncatingIfNeeded: (h &* 0x9e37_79b9_7f4a_7c15) >> 32) & mask
+        while true {
+            let e = slots[i]
+            if e < 0 { slots[i] = Int32(index); hashes[i] = h; return nil }
+            if hashes[i] == h && rules[Int(e)].name == name { slots[i] = Int32(index); return rules[Int(e)] }
+            i = (i + 1) & mask
+        }
     }
 }
 

@@ -133,38 +133,27 @@ public struct MatchConditions: Sendable {
 ///
 /// An immutable class, so that deciding never copies conditions.
 public final class Match: Sendable {
-    public let tenant: [Glob]?
-    public let hasTenant: Bool?
-    public let image: [Glob]?
-    public let digest: [String]?
-    public let importedBy: [Glob]?
-    public let source: [Glob]?
-    public let privileged: Bool?
-    public let addedCapabilities: PresenceCondition?
-    public let hostNamespaces: PresenceCondition?
-    public let hostMounts: PresenceCondition?
-    public let devices: PresenceCondition?
-    public let noNewPrivileges: Bool?
-    public let annotations: [String: [Glob]]?
-    public let labels: [String: [Glob]]?
-    public let isolationRequest: [String]?
+    /// The conditions as the loader filled them in, kept whole: made by moving them in (no field-by-field copy).
+    let conditions: MatchConditions
 
-    public init(_ c: MatchConditions = MatchConditions()) {
-        tenant = c.tenant
-        hasTenant = c.hasTenant
-        image = c.image
-        digest = c.digest
-        importedBy = c.importedBy
-        source = c.source
-        privileged = c.privileged
-        addedCapabilities = c.addedCapabilities
-        hostNamespaces = c.hostNamespaces
-        hostMounts = c.hostMounts
-        devices = c.devices
-        noNewPrivileges = c.noNewPrivileges
-        annotations = c.annotations
-        labels = c.labels
-        isolationRequest = c.isolationRequest
+    public var tenant: [Glob]? { conditions.tenant }
+    public var hasTenant: Bool? { conditions.hasTenant }
+    public var image: [Glob]? { conditions.image }
+    public var digest: [String]? { conditions.digest }
+    public var importedBy: [Glob]? { conditions.importedBy }
+    public var source: [Glob]? { conditions.source }
+    public var privileged: Bool? { conditions.privileged }
+    public var addedCapabilities: PresenceCondition? { conditions.addedCapabilities }
+    public var hostNamespaces: PresenceCondition? { conditions.hostNamespaces }
+    public var hostMounts: PresenceCondition? { conditions.hostMounts }
+    public var devices: PresenceCondition? { conditions.devices }
+    public var noNewPrivileges: Bool? { conditions.noNewPrivileges }
+    public var annotations: [String: [Glob]]? { conditions.annotations }
+    public var labels: [String: [Glob]]? { conditions.labels }
+    public var isolationRequest: [String]? { conditions.isolationRequest }
+
+    public init(_ c: consuming MatchConditions = MatchConditions()) {
+        conditions = c
     }
 
     /// True when the rule has no conditions (a catch-all).

@@ -1,4 +1,5 @@
 import CYAML
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -47,16 +48,22 @@ final class YAMLDocument {
     let nodes: UnsafeMutableBufferPointer<Node>
     let text: UnsafeMutableBufferPointer<UInt8>
 
-    /// Takes ownership of both buffers (allocated with `allocate`; freed in deinit).
-    init(file: String, nodes: UnsafeMutableBufferPointer<Node>, text: UnsafeMutableBufferPointer<UInt8>) {
+    private let nodeCapacity: Int
+    private let textCapacity: Int
+
+    /// Takes ownership of both buffers (each `capacity` elements from `YAMLReader.Buffer`); in deinit they go
+    /// back to the spare slot for the next parse, or are freed.
+    init(file: String, nodes: (UnsafeMutableBufferPointer<Node>, capacity: Int), text: (UnsafeMutableBufferPointer<UInt8>, capacity: Int)) {
         self.file = file
-        self.nodes = nodes
-        self.text = text
+        self.nodes = nodes.0
+        self.text = text.0
+        nodeCapacity = nodes.capacity
+        textCapacity = text.capacity
     }
 
     deinit {
-        nodes.deallocate()
-        text.deallocate()
+        YAMLReader.Spare.give(nodes: YAMLReader.Spare.Block(UnsafeMutableRawPointer(nodes.baseAddress!), nodeCapacity * MemoryLayout<Node>.stride),
+                              text: YAMLReader.Spare.Block(UnsafeMutableRawPointer(text.baseAddress!), textCapacity))
     }
 
     var root: YAMLNode { YAMLNode(doc: self, index: 0) }
@@ -235,13 +242,20 @@ enum YAMLReader {
     static let maxDepth = 64
 
     /// Parses one YAML document. Throws a single diagnostic on a syntax error or an unsupported construct.
-    static func parse(_ bytes: [UInt8], file: String) throws(Diagnostic) -> YAMLDocument {
+    ///
+    /// Block-style YAML as policies are written goes through ``FastYAML`` (a byte scanner that builds the very
+    /// same document); anything it does not accept, and every error, goes to libyaml, the reference parser.
+    /// `forceLibyaml` skips the fast path (for the differential test and the benchmark).
+    static func parse(_ bytes: [UInt8], file: String, forceLibyaml: Bool = false) throws(Diagnostic) -> YAMLDocument {
         let start = SourceLocation(file: file, line: 1, column: 1)
         if bytes.count > maxBytes {
             throw Diagnostic(.error, start, "the file is \(bytes.count) bytes; a policy may have at most \(maxBytes) bytes")
         }
         if bytes.isEmpty {
             throw Diagnostic(.error, start, "the file is empty; a policy starts with `version: 1`")
+        }
+        if !forceLibyaml, let document = bytes.withUnsafeBufferPointer({ FastYAML.parse($0, file: file) }) {
+            return document
         }
         let parser = UnsafeMutablePointer<yaml_parser_t>.allocate(capacity: 1)
         defer { parser.deallocate() }
@@ -259,7 +273,7 @@ enum YAMLReader {
 
     /// A growable buffer of trivial values, owned by hand: `take()` hands it over, `free()` frees what was not
     /// handed over.
-    private struct Buffer<T> {
+    struct Buffer<T> {
         private(set) var base: UnsafeMutablePointer<T>
         private(set) var count = 0
         private var capacity: Int
@@ -267,26 +281,53 @@ enum YAMLReader {
 
         init(capacity: Int) {
             self.capacity = capacity
-            base = .allocate(capacity: capacity)
+            base = UnsafeMutableRawPointer.allocate(byteCount: capacity * MemoryLayout<T>.stride, alignment: 16)
+                .bindMemory(to: T.self, capacity: capacity)
         }
 
+        private init(base: UnsafeMutablePointer<T>, capacity: Int) {
+            self.base = base
+            self.capacity = capacity
+        }
+
+        /// Starts in `block` when it is large enough for `capacity` elements (else frees it and allocates).
+        init(capacity: Int, reusing block: Spare.Block?) {
+            if let block, block.bytes >= capacity * MemoryLayout<T>.stride {
+                let fits = block.bytes / MemoryLayout<T>.stride
+                self.init(base: block.base.bindMemory(to: T.self, capacity: fits), capacity: fits)
+            } else {
+                block?.base.deallocate()
+                self.init(capacity: capacity)
+            }
+        }
+
+        @inline(__always)
         private mutating func reserve(_ more: Int) {
-            if count + more <= capacity { return }
+            if count + more > capacity { grow(more) }
+        }
+
+        @inline(never)
+        private mutating func grow(_ more: Int) {
             var size = capacity * 2
             while size < count + more { size *= 2 }
-            let bigger = UnsafeMutablePointer<T>.allocate(capacity: size)
+            let bigger = UnsafeMutableRawPointer.allocate(byteCount: size * MemoryLayout<T>.stride, alignment: 16)
+                .bindMemory(to: T.self, capacity: size)
             bigger.moveInitialize(from: base, count: count)
-            base.deallocate()
+            UnsafeMutableRawPointer(base).deallocate()
             base = bigger
             capacity = size
         }
 
+        @inline(__always)
         mutating func append(_ value: T) {
             reserve(1)
             (base + count).initialize(to: value)
             count += 1
         }
 
+        mutating func removeLast() { count -= 1 }
+
+        @inline(__always)
         mutating func append(_ values: UnsafePointer<T>, count n: Int) {
             reserve(n)
             (base + count).initialize(from: values, count: n)
@@ -294,16 +335,53 @@ enum YAMLReader {
         }
 
         subscript(i: Int) -> T {
-            get { base[i] }
+            @inline(__always) get { base[i] }
             set { base[i] = newValue }
         }
 
-        mutating func take() -> UnsafeMutableBufferPointer<T> {
+        mutating func take() -> (UnsafeMutableBufferPointer<T>, capacity: Int) {
             owned = false
-            return UnsafeMutableBufferPointer(start: base, count: count)
+            return (UnsafeMutableBufferPointer(start: base, count: count), capacity)
         }
 
-        func free() { if owned { base.deallocate() } }
+        func free() { if owned { UnsafeMutableRawPointer(base).deallocate() } }
+    }
+
+    /// One spare pair of node and text buffers, kept from the last document for the next parse: a large policy
+    /// needs about 1 MB of them, and allocating and freeing that much each load costs the allocator a
+    /// consolidation of its free lists (and fresh pages) every time.
+    enum Spare {
+        struct Block: @unchecked Sendable {
+            let base: UnsafeMutableRawPointer
+            let bytes: Int
+            init(_ base: UnsafeMutableRawPointer, _ bytes: Int) { self.base = base; self.bytes = bytes }
+        }
+        static let slot = Mutex<(nodes: Block, text: Block)?>(nil)
+
+        static func take() -> (nodes: Block, text: Block)? {
+            slot.withLock { s in
+                let taken = s
+                s = nil
+                return taken
+            }
+        }
+
+        /// Larger buffers (from a policy of megabytes) are freed rather than kept for the life of the process.
+        static let maxKept = 4 << 20
+
+        static func give(nodes: Block, text: Block) {
+            if nodes.bytes + text.bytes > maxKept {
+                nodes.base.deallocate()
+                text.base.deallocate()
+                return
+            }
+            let previous: (nodes: Block, text: Block)? = slot.withLock { s in
+                let old = s
+                s = (nodes, text)
+                return old
+            }
+            if let previous { previous.nodes.base.deallocate(); previous.text.base.deallocate() }
+        }
     }
 
     /// An open collection: where its node is, and how many children it has so far.
@@ -320,8 +398,9 @@ enum YAMLReader {
         stack.reserveCapacity(8)
         // Nodes and scalar text go into plain buffers that grow by doubling and are handed to the document
         // as they are (no per-append bookkeeping of an Array, no copy at the end).
-        var nodes = Buffer<YAMLDocument.Node>(capacity: max(64, sizeHint / 8))
-        var text = Buffer<UInt8>(capacity: max(64, sizeHint))
+        let spare = Spare.take()
+        var nodes = Buffer<YAMLDocument.Node>(capacity: max(64, sizeHint / 8), reusing: spare?.nodes)
+        var text = Buffer<UInt8>(capacity: max(64, sizeHint), reusing: spare?.text)
         defer { nodes.free(); text.free() }
         var documents = 0
         var finished = false

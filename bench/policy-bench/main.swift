@@ -2,9 +2,12 @@
 //
 //   policy-bench write FILE [RULES]   write the generated policy (so other loaders can read the same bytes)
 //   policy-bench run FILE             time loading+validating FILE and deciding against it; print medians
+//   policy-bench run-libyaml FILE     time loading+validating FILE with the YAML fast path turned off (libyaml)
+//   policy-bench path FILE            which YAML parser loads FILE: the fast path or libyaml
 //   policy-bench load FILE [N]        load FILE N times (for instruction counts: callgrind on N=1 and N=3)
+//   policy-bench load-libyaml FILE [N]  the same, through libyaml
 //   policy-bench diagnose FILE...     print every diagnostic of each FILE (to compare loaders on the same inputs)
-import Policy
+@_spi(Bench) import Policy
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -71,6 +74,20 @@ case "write":
     guard let f = fopen(args[2], "wb") else { fatalError("cannot write \(args[2])") }
     fputs(text, f)
     fclose(f)
+case "path":
+    print(Policy.fastPathAccepts(readFile(args[2])) ? "fast path" : "libyaml")
+case "run-libyaml":
+    let bytes = readFile(args[2])
+    var loadsCPU: [Double] = [], loads: [Double] = []
+    var policy: Policy? = nil
+    for _ in 0..<30 {
+        policy = nil
+        let t0 = now(), c0 = cpuNow()
+        policy = Policy.check(bytes, source: args[2], forceLibyaml: true).0
+        loadsCPU.append(Double(cpuNow() - c0) / 1e6)
+        loads.append(Double(now() - t0) / 1e6)
+    }
+    print("load+validate through libyaml \(policy!.rules.count) rules: median \(format3(median(loads))) ms wall, \(format3(median(loadsCPU))) ms CPU (30 runs; fastest \(format3(loadsCPU.min()!)) ms CPU)")
 case "run":
     let bytes = readFile(args[2])
     // Load + validate (+ lint, including the shadowed-rule check over all rule pairs).
@@ -119,6 +136,9 @@ case "diagnose":   // for comparing loaders: every diagnostic of each FILE, as `
 case "load":   // for profiling: load only
     let bytes = readFile(args[2])
     for _ in 0..<(args.count > 3 ? Int(args[3])! : 100) { _ = try! Policy.parse(bytes, source: args[2]) }
+case "load-libyaml":
+    let bytes = readFile(args[2])
+    for _ in 0..<(args.count > 3 ? Int(args[3])! : 100) { precondition(Policy.check(bytes, source: args[2], forceLibyaml: true).0 != nil) }
 default:
     print("unknown mode \(args[1])")
     exit(2)
