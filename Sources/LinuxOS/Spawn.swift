@@ -85,14 +85,31 @@ public enum ChildProcess {
     /// The state letter and start time (clock ticks since boot) from /proc/PID/stat.
     public static func statFields(_ pid: pid_t) throws -> (state: Character, startTime: UInt64) {
         let fd = try FileDescriptor.open("/proc/\(pid)/stat", O_RDONLY)
-        let text = String(decoding: try fd.readAll(limit: 4096), as: UTF8.self)
-        // The command name is in parentheses and may contain spaces: parse after the last ')'.
-        guard let close = text.lastIndex(of: ")") else { throw SystemError(operation: "parse", path: "/proc/\(pid)/stat", errno: EINVAL) }
-        let fields = text[text.index(after: close)...].split(separator: " ")
-        // fields[0] is field 3 (state); start time is field 22 → fields[19].
-        guard fields.count > 19, let state = fields[0].first, let start = UInt64(fields[19]) else {
-            throw SystemError(operation: "parse", path: "/proc/\(pid)/stat", errno: EINVAL)
+        // Read as bytes (no String, no generic integer parsing: this runs in every container start).
+        let bytes = try fd.readAll(limit: 4096)
+        let bad = SystemError(operation: "parse", path: "/proc/\(pid)/stat", errno: EINVAL)
+        // The command name is in parentheses and may contain spaces: the fields start after the last ')'.
+        guard let close = bytes.lastIndex(of: UInt8(ascii: ")")) else { throw bad }
+        // After ") ": field 3 (state), then fields 4, 5, … separated by single spaces; start time is field 22.
+        var i = close + 2
+        guard i < bytes.count else { throw bad }
+        let state = Character(Unicode.Scalar(bytes[i]))
+        var field = 3
+        while i < bytes.count && field < 22 {
+            if bytes[i] == UInt8(ascii: " ") { field += 1 }
+            i += 1
         }
+        var start: UInt64 = 0
+        var digits = 0
+        while i < bytes.count, bytes[i] >= UInt8(ascii: "0"), bytes[i] <= UInt8(ascii: "9") {
+            let (m, o1) = start.multipliedReportingOverflow(by: 10)
+            let (a, o2) = m.addingReportingOverflow(UInt64(bytes[i] - UInt8(ascii: "0")))
+            guard !o1, !o2 else { throw bad }
+            start = a
+            digits += 1
+            i += 1
+        }
+        guard field == 22, digits > 0 else { throw bad }
         return (state, start)
     }
 }

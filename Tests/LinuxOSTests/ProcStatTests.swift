@@ -1,0 +1,37 @@
+import Testing
+import Foundation
+import LinuxOS
+
+/// statFields reads /proc/PID/stat as bytes; it must agree with a plain reading of the same file, also for a process
+/// whose command name has spaces and parentheses in it.
+@Suite struct ProcStatTests {
+    static func reference(_ pid: Int32) throws -> (Character, UInt64) {
+        let text = try String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)
+        let after = text[text.index(after: text.lastIndex(of: ")")!)...].split(separator: " ")
+        return (after[0].first!, UInt64(after[19])!)
+    }
+
+    @Test func ownStatMatchesAPlainReading() throws {
+        let (state, start) = try ChildProcess.statFields(getpid())
+        let (refState, refStart) = try Self.reference(getpid())
+        #expect(state == refState && start == refStart && start > 0)
+    }
+
+    @Test func aCommandNameWithSpacesAndParenthesesIsSkipped() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("stat-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let odd = dir.appendingPathComponent("a) b (c) d")
+        try FileManager.default.copyItem(atPath: "/bin/sleep", toPath: odd.path)
+        let p = Process()
+        p.executableURL = odd
+        p.arguments = ["5"]
+        try p.run()
+        defer { p.terminate(); p.waitUntilExit() }
+        usleep(100_000)
+        let (state, start) = try ChildProcess.statFields(p.processIdentifier)
+        let (refState, refStart) = try Self.reference(p.processIdentifier)
+        #expect(state == refState && start == refStart)
+        #expect(throws: SystemError.self) { try ChildProcess.statFields(Int32.max - 1) }
+    }
+}
