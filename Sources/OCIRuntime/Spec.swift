@@ -256,7 +256,18 @@ public struct SpecError: Error, CustomStringConvertible, Sendable {
 
 extension Spec {
     /// Decodes a config.json, turning a decoding failure into a message with the JSON path (`process.user.uid`).
+    /// The fast reading (SpecFastReader.swift) answers first; JSONDecoder reads what it gives up on, and writes
+    /// every error message.
     public static func decode(_ bytes: [UInt8], source: String = "config.json") throws -> Spec {
+        if let spec = fastRead(bytes) {
+            try spec.validate(source: source)
+            return spec
+        }
+        return try decodeWithJSONDecoder(bytes, source: source)
+    }
+
+    /// The reference reading: JSONDecoder, a failure as a message with the JSON path.
+    public static func decodeWithJSONDecoder(_ bytes: [UInt8], source: String = "config.json") throws -> Spec {
         let spec: Spec
         do {
             spec = try JSONDecoder().decode(Spec.self, from: Data(bytes))
