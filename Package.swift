@@ -109,8 +109,8 @@ let package = Package(
         // Capabilities and seccomp from the runtime spec (issue 4): spec -> libcap / libseccomp, in a target of its
         // own so that both the namespace tier's init and the microVM guest agent can apply the same confinement.
         .systemLibrary(name: "CCap", pkgConfig: "libcap", providers: [.apt(["libcap-dev"])]),
-        .target(name: "Confine", dependencies: ["CCap", "CSeccomp", "CShims", "LinuxOS", "OCIRuntime"]),
-        .testTarget(name: "ConfineTests", dependencies: ["Confine", "OCIRuntime", "LinuxOS", "CShims"]),
+        .target(name: "Confine", dependencies: ["CCap", "CSeccomp", "CShims", "LinuxOS", "OCIRuntime", "JSONText"]),
+        .testTarget(name: "ConfineTests", dependencies: ["Confine", "OCIRuntime", "LinuxOS", "CShims", "JSONText"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -51,6 +51,32 @@ public struct JSONObjectWriter: Sendable {
         bytes.append(UInt8(ascii: "}"))
     }
 
+    /// An array of strings.
+    public mutating func field(_ key: String, _ value: [String]?) {
+        guard let value else { return }
+        name(key)
+        bytes.append(UInt8(ascii: "["))
+        for (i, s) in value.enumerated() {
+            if i > 0 { bytes.append(UInt8(ascii: ",")) }
+            Self.appendString(s, to: &bytes)
+        }
+        bytes.append(UInt8(ascii: "]"))
+    }
+
+    /// An array of objects, each written by `body` into its own writer.
+    public mutating func field<T>(_ key: String, objects value: [T]?, _ body: (T, inout JSONObjectWriter) -> Void) {
+        guard let value else { return }
+        name(key)
+        bytes.append(UInt8(ascii: "["))
+        for (i, item) in value.enumerated() {
+            if i > 0 { bytes.append(UInt8(ascii: ",")) }
+            var w = JSONObjectWriter()
+            body(item, &w)
+            bytes += w.finish()
+        }
+        bytes.append(UInt8(ascii: "]"))
+    }
+
     /// A value already encoded as JSON (a nested object another encoder wrote).
     public mutating func field(_ key: String, json: [UInt8]?) {
         guard let json else { return }

@@ -190,7 +190,9 @@ struct RootfsSetup {
         let target = try openInRoot(m.destination)
         defer { close(target) }
         let targetPath = "/proc/self/fd/\(target)"
-        let data = options.data.isEmpty ? nil : options.data.joined(separator: ",")
+        // Joined by hand: `joined(separator:)` looks up a conformance at run time on its first use (in every start).
+        var data: String?
+        for option in options.data { data = data.map { $0 + "," + option } ?? option }
         if let tree = config.idmappedMounts?.first(where: { $0.index == index })?.fd {
             // Made by the runtime on the host (an idmapped clone of the source): attach it here.
             try Mount.attach(FileDescriptor(adopting: tree), onto: target, path: m.destination)
