@@ -67,7 +67,8 @@ struct ResourceWriter {
             do { try Cgroup.write(current + "/cgroup.subtree_control", "+" + controller) } catch let e as SystemError {
                 throw CgroupError("linux.resources: enabling the \(controller) controller (bound to cgroup v2 on this hybrid host) in \(current)/cgroup.subtree_control failed: \(e.reason)")
             }
-            current += "/" + component
+            current += "/"
+            current += component   // two appends: String + Substring is a generic `+` with run-time type lookups
         }
         return current
     }

@@ -70,7 +70,8 @@ public struct Cgroup: Sendable, Equatable {
         var current = ""
         for component in dir.split(separator: "/") {
             let parent = current.isEmpty ? "/" : current
-            current += "/" + component
+            current += "/"
+            current += component   // two appends: String + Substring is a generic `+` with run-time type lookups
             if Glibc.mkdir(current, 0o755) == 0 {
                 if cpuset {
                     for file in ["cpuset.cpus", "cpuset.mems"] {

@@ -317,7 +317,8 @@ struct RootfsSetup {
             let code = errno
             close(dir)
             if r != 0 && code != EEXIST { throw SystemError(operation: "mkdirat", path: prefix + component, errno: code) }
-            prefix += (prefix.hasSuffix("/") ? "" : "/") + component
+            if !prefix.hasSuffix("/") { prefix += "/" }
+            prefix += component   // not `"/" + component`: String + Substring is a generic `+` with run-time type lookups
         }
     }
 
