@@ -23,14 +23,15 @@ import LinuxOS
         defer { try? FileManager.default.removeItem(at: dir) }
         let odd = dir.appendingPathComponent("a) b (c) d")
         try FileManager.default.copyItem(atPath: "/bin/sleep", toPath: odd.path)
-        let p = Process()
-        p.executableURL = odd
-        p.arguments = ["5"]
-        try p.run()
-        defer { p.terminate(); p.waitUntilExit() }
-        usleep(100_000)
-        let (state, start) = try ChildProcess.statFields(p.processIdentifier)
-        let (refState, refStart) = try Self.reference(p.processIdentifier)
+        let pid = try ChildProcess.spawn(odd.path, arguments: [odd.lastPathComponent, "30"], environment: [])
+        defer { kill(pid, SIGKILL); var status: Int32 = 0; _ = waitpid(pid, &status, 0) }
+        // Until the exec has happened, the child still bears the test runner's name.
+        for _ in 0..<200 where ((try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? "").contains("(a) b (c) d)") == false {
+            usleep(10_000)
+        }
+        let (state, start) = try ChildProcess.statFields(pid)
+        let (refState, refStart) = try Self.reference(pid)
+        #expect(try String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8).contains("(a) b (c) d)"))
         #expect(state == refState && start == refStart)
         #expect(throws: SystemError.self) { try ChildProcess.statFields(Int32.max - 1) }
     }
