@@ -475,16 +475,21 @@ private struct Scanner {
         return restOfLine()
     }
 
+    /// Nothing but a comment after a `:` or `-` on its line: the value is an empty node or the block that follows,
+    /// decided at the next line; remember where it starts. False when something follows on the line.
+    mutating func pendIfLineEnds(key: Bool, column: Int32) -> Bool {
+        guard i >= n || p[i] == newline || p[i] == hash else { return false }
+        if i < n && p[i] == hash { skipComment() }
+        pending = true; pendingKey = key; pendingLine = line; pendingColumn = column
+        return true
+    }
+
     /// At a key's `:`; the key node is appended.
     mutating func afterColon() -> Bool {
         let colonColumn = column(i)
         i += 1
         skipSpaces()
-        if i >= n || p[i] == newline || p[i] == hash {
-            if i < n && p[i] == hash { skipComment() }
-            pending = true; pendingKey = true; pendingLine = line; pendingColumn = colonColumn + 1
-            return true
-        }
+        if pendIfLineEnds(key: true, column: colonColumn + 1) { return true }
         return value()
     }
 
@@ -502,11 +507,7 @@ private struct Scanner {
         let dashColumn = column(i)
         i += 1
         skipSpaces()
-        if i >= n || p[i] == newline || p[i] == hash {
-            if i < n && p[i] == hash { skipComment() }
-            pending = true; pendingKey = false; pendingLine = line; pendingColumn = dashColumn + 1
-            return true
-        }
+        if pendIfLineEnds(key: false, column: dashColumn + 1) { return true }
         // Something on the dash's line: a nested sequence, a compact mapping, a flow collection or a scalar.
         let c = p[i]
         if isBlockEntry(i) {
