@@ -87,7 +87,7 @@ public struct RootfsImageStore: Sendable {
     public func image(digest: String, source: String, format requested: RootfsFormat = .preferred, fallback: Bool = true) throws -> RootfsImage {
         var format = requested
         let lockName = try Self.fileName(digest: digest, format: .preferred)
-        try makeDirectories(directory)
+        try HostPath.makeDirectories(directory, mode: 0o700)
         let dir = try FileDescriptor.open(directory, O_RDONLY | O_DIRECTORY)
         let lock = try FileLock(path: "\(directory)/.\(lockName).lock")
         _ = lock
@@ -187,13 +187,4 @@ public struct RootfsImageStore: Sendable {
         }
     }
 
-    func makeDirectories(_ path: String) throws {
-        var prefix = ""
-        for part in path.split(separator: "/") {
-            prefix += "/" + part
-            if Glibc.mkdir(prefix, 0o700) != 0 && errno != EEXIST {
-                throw SystemError(operation: "mkdir", path: prefix, errno: errno)
-            }
-        }
-    }
 }

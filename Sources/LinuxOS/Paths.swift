@@ -12,6 +12,25 @@ public enum HostPath {
         return String(cString: p)
     }
 
+    /// mkdir -p: every missing directory of `path` is made with `mode`; those that exist are left as they are.
+    /// Works on the C string one "/" at a time, with no String splitting (it runs in every container start, where
+    /// the generic code of splitting and `String + Substring` paid run-time type lookups).
+    public static func makeDirectories(_ path: String, mode: mode_t) throws {
+        var c = Array(path.utf8CString)
+        let slash = CChar(UInt8(ascii: "/"))
+        func make(_ end: Int) throws {
+            if c.withUnsafeBufferPointer({ mkdir($0.baseAddress!, mode) }) != 0 && errno != EEXIST {
+                throw SystemError(operation: "mkdir", path: String(decoding: c[..<end].map { UInt8(bitPattern: $0) }, as: UTF8.self), errno: errno)
+            }
+        }
+        for k in 1..<max(c.count - 1, 1) where c[k] == slash && c[k - 1] != slash {
+            c[k] = 0
+            try make(k)
+            c[k] = slash
+        }
+        if c.count > 1 { try make(c.count - 1) }
+    }
+
     /// lstat(2) or stat(2) of a path.
     public static func stat(_ path: String, followSymlinks: Bool = true) throws -> Glibc.stat {
         var st = Glibc.stat()

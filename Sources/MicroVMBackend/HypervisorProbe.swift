@@ -36,7 +36,7 @@ public struct HypervisorProbe: Codable, Sendable, Equatable {
         }
         let result = probe(bootCheck: { kernelBootProblem() })
         if let bytes = try? JSONEncoder().encode(result) {
-            try? MicroVMPaths.makeDirectories(dataRoot + "/microvm")
+            try? HostPath.makeDirectories(dataRoot + "/microvm", mode: 0o700)
             if let fd = try? FileDescriptor.open(path + ".tmp", O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644) {
                 try? fd.writeAll(Array(bytes), path: path)
                 _ = rename(path + ".tmp", path)
@@ -124,14 +124,6 @@ public struct HypervisorProbe: Codable, Sendable, Equatable {
 
 /// Where the microVM tier finds its parts and keeps its files.
 public enum MicroVMPaths {
-    public static func makeDirectories(_ path: String, mode: mode_t = 0o700) throws {
-        var prefix = ""
-        for part in path.split(separator: "/") {
-            prefix += "/" + part
-            if mkdir(prefix, mode) != 0 && errno != EEXIST { throw SystemError(operation: "mkdir", path: prefix, errno: errno) }
-        }
-    }
-
     /// The directory of the running executable (helpers are installed next to `bulkhead`).
     public static func executableDirectory() -> String {
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)

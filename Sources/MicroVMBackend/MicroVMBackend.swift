@@ -104,7 +104,7 @@ public struct MicroVMBackend: Backend {
         do {
             let probe = HypervisorProbe.load(dataRoot: dataRoot)
             let (driver, driverReason) = try Self.selectDriver(record.extra, probe: probe)
-            try MicroVMPaths.makeDirectories(containerData)
+            try HostPath.makeDirectories(containerData, mode: 0o700)
             let kernel = try Self.kernelImage(record.extra, driver: driver)
             let initramfs = try Self.initramfs(cache: vmRoot + "/initramfs")
             // Image form: one shared image per manifest digest, from the merged layers (the container's overlay).
@@ -188,7 +188,7 @@ public struct MicroVMBackend: Backend {
         let agent = try MicroVMPaths.agent()
         var st = stat()
         guard stat(agent, &st) == 0 else { throw SystemError(operation: "stat", path: agent, errno: errno) }
-        try MicroVMPaths.makeDirectories(cache)
+        try HostPath.makeDirectories(cache, mode: 0o700)
         let path = "\(cache)/initramfs-\(st.st_size)-\(st.st_mtim.tv_sec).cpio"
         if access(path, R_OK) == 0 { return path }
         let temp = "\(path).tmp-\(getpid())"

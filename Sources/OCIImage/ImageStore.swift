@@ -76,20 +76,9 @@ public struct ImageStore: Sendable {
         var normalized = dataRoot
         while normalized.count > 1 && normalized.hasSuffix("/") { normalized.removeLast() }
         self.dataRoot = normalized
-        try Self.makeDirectories(normalized)
+        try HostPath.makeDirectories(normalized, mode: 0o755)
         let root = try FileDescriptor.open(normalized, O_RDONLY | O_DIRECTORY)
         for dir in ["blobs", "blobs/sha256", "snapshots", "rootfs", "tmp"] { try root.mkdirIfMissing(dir, mode: 0o700) }
-    }
-
-    static func makeDirectories(_ path: String) throws {
-        var current = ""
-        for part in path.split(separator: "/") {
-            current += "/" + part
-            if Glibc.mkdir(current, 0o755) != 0 {
-                let code = bh_errno()
-                if code != EEXIST { throw SystemError(operation: "mkdir", path: current, errno: code) }
-            }
-        }
     }
 
     // MARK: locations

@@ -194,7 +194,7 @@ public struct AuditLog: Sendable {
         var line = record.json()
         line.append(0x0a)
         if let slash = path.lastIndex(of: "/"), slash != path.startIndex {
-            try makeDirectories(String(path[..<slash]))
+            try HostPath.makeDirectories(String(path[..<slash]), mode: 0o750)
         }
         let fd = try FileDescriptor.open(path, O_WRONLY | O_APPEND | O_CREAT, mode: 0o640)
         let written = try line.withUnsafeBytes { buffer in
@@ -206,13 +206,6 @@ public struct AuditLog: Sendable {
                               hint: "only \(written) of \(line.count) bytes of the audit record were written; free space, then check the log's last line")
         }
         try fd.close(path: path)
-    }
-
-    /// mkdir -p with mode 0750.
-    private func makeDirectories(_ dir: String) throws {
-        if access(dir, F_OK) == 0 { return }
-        if let slash = dir.lastIndex(of: "/"), slash != dir.startIndex { try makeDirectories(String(dir[..<slash])) }
-        if mkdir(dir, 0o750) != 0 && errno != EEXIST { throw SystemError(operation: "mkdir", path: dir, errno: errno) }
     }
 
     public static func now() -> String {

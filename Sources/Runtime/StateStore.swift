@@ -86,21 +86,7 @@ public struct StateStore: Sendable {
     }
 
     func ensureRoot() throws {
-        // mkdir -p on the C string, one "/" at a time (no String splitting: its generic code paid run-time type
-        // lookups in every container start).
-        var path = Array(root.utf8CString)
-        func make(_ end: Int) throws {
-            let r = path.withUnsafeBufferPointer { Glibc.mkdir($0.baseAddress!, 0o711) }
-            if r != 0 && errno != EEXIST {
-                throw SystemError(operation: "mkdir", path: String(decoding: path[..<end].map { UInt8(bitPattern: $0) }, as: UTF8.self), errno: errno)
-            }
-        }
-        for k in 1..<max(path.count - 1, 1) where path[k] == CChar(UInt8(ascii: "/")) && path[k - 1] != CChar(UInt8(ascii: "/")) {
-            path[k] = 0
-            try make(k)
-            path[k] = CChar(UInt8(ascii: "/"))
-        }
-        if path.count > 1 { try make(path.count - 1) }
+        try HostPath.makeDirectories(root, mode: 0o711)
     }
 
     /// Creates the directory of a new container and returns it locked. Fails if the ID is taken.

@@ -47,7 +47,7 @@ func writeFile(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644) throws {
 /// Copies the regular files of one directory into another (the QEMU capability cache, a few small XML files).
 func copyFiles(from source: String, to target: String) {
     guard let dir = try? FileDescriptor.open(source, O_RDONLY | O_DIRECTORY), let names = try? dir.entries() else { return }
-    try? MicroVMPaths.makeDirectories(target)
+    try? HostPath.makeDirectories(target, mode: 0o700)
     for name in names {
         if let bytes = try? readFile(source + "/" + name) { try? writeFile(target + "/" + name + ".tmp", bytes); rename(target + "/" + name + ".tmp", target + "/" + name) }
     }
@@ -63,7 +63,7 @@ struct MonitorFailure: Error, CustomStringConvertible { let description: String 
 /// The embedded driver's root: its qemu.conf (QEMU as root, no relabelling, stdio to files) and a seeded
 /// capability cache (probing QEMU costs seconds per new root).
 func prepareEmbedRoot(_ root: String, sharedCache: String?) throws {
-    try MicroVMPaths.makeDirectories(root + "/etc")
+    try HostPath.makeDirectories(root + "/etc", mode: 0o700)
     let conf = """
         # Written by bulkhead-vm-monitor: QEMU runs as root, without relabelling, stdio to files.
         user = "root"

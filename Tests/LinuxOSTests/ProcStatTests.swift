@@ -36,3 +36,23 @@ import LinuxOS
         #expect(throws: SystemError.self) { try ChildProcess.statFields(Int32.max - 1) }
     }
 }
+
+/// mkdir -p on host paths (state root, image store, audit log directory, microVM files).
+@Suite struct MakeDirectoriesTests {
+    @Test func makesWhatIsMissingKeepsWhatExistsAndNamesAFailure() throws {
+        let base = FileManager.default.temporaryDirectory.path + "/mkdirs-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        try HostPath.makeDirectories(base + "//a/b/", mode: 0o711)
+        var st = stat()
+        #expect(stat(base + "/a/b", &st) == 0 && st.st_mode & S_IFMT == S_IFDIR && st.st_mode & 0o077 & ~0o011 == 0)
+        try HostPath.makeDirectories(base + "/a/b/c", mode: 0o700)   // the existing part is left as it is
+        #expect(stat(base + "/a/b/c", &st) == 0 && st.st_mode & S_IFMT == S_IFDIR)
+        #expect(FileManager.default.createFile(atPath: base + "/file", contents: nil))
+        do {
+            try HostPath.makeDirectories(base + "/file/x", mode: 0o700)
+            Issue.record("a directory was made under a file")
+        } catch let e as SystemError {
+            #expect(e.description.contains(base + "/file/x") && e.errno == ENOTDIR, "\(e)")
+        }
+    }
+}

@@ -1,4 +1,5 @@
 import Foundation
+import LinuxOS
 import MicroVMBackend
 import Testing
 
@@ -29,8 +30,8 @@ struct DomainTests {
     @Test func hostMemoryLimitFindsTheV1MemoryControllerElseV2() throws {
         let dir = "/tmp/bulkhead-hostmem-\(UInt32.random(in: 0...UInt32.max))"
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try MicroVMPaths.makeDirectories(dir + "/proc/7")
-        try MicroVMPaths.makeDirectories(dir + "/proc/8")
+        try HostPath.makeDirectories(dir + "/proc/7", mode: 0o700)
+        try HostPath.makeDirectories(dir + "/proc/8", mode: 0o700)
         try "9:name=systemd:/\n4:memory:/machine/qemu-embed-x-1-bulkhead-c1.libvirt-qemu\n0::/machine/q/emulator\n".write(toFile: dir + "/proc/7/cgroup", atomically: true, encoding: .utf8)
         try "0::/machine/q\n".write(toFile: dir + "/proc/8/cgroup", atomically: true, encoding: .utf8)
         let v1 = HostMemoryLimit.limitFile(of: 7, procRoot: dir + "/proc", cgroupRoot: "/cg")
@@ -44,7 +45,7 @@ struct DomainTests {
 
     @Test func probeRefusesKVMPVMAndMissingKVM() throws {
         let dir = "/tmp/bulkhead-probe-\(UInt32.random(in: 0...UInt32.max))"
-        try MicroVMPaths.makeDirectories(dir + "/kvm_pvm")
+        try HostPath.makeDirectories(dir + "/kvm_pvm", mode: 0o700)
         defer { try? FileManager.default.removeItem(atPath: dir); try? FileManager.default.removeItem(atPath: dir + "2") }
         let missing = HypervisorProbe.probe(sysModule: dir, kvmDevice: dir + "/no-such-kvm")
         #expect(missing.domainType == "qemu")
@@ -53,7 +54,7 @@ struct DomainTests {
         let pvm = HypervisorProbe.probe(sysModule: dir, kvmDevice: "/dev/null")
         #expect(pvm.domainType == "qemu")
         #expect(pvm.reason.contains("kvm_pvm"))
-        try MicroVMPaths.makeDirectories(dir + "2/kvm_intel")
+        try HostPath.makeDirectories(dir + "2/kvm_intel", mode: 0o700)
         let intel = HypervisorProbe.probe(sysModule: dir + "2", kvmDevice: "/dev/null")
         #expect(intel.domainType == "kvm")
     }

@@ -307,14 +307,14 @@ struct DriverSelectionTests {
 
     @Test func theProbePicksKVMOnlyWhereTheKernelBoots() throws {
         let dir = "/tmp/bulkhead-probe-\(UInt32.random(in: 0...UInt32.max))"
-        try MicroVMPaths.makeDirectories(dir + "/kvm_intel")
+        try HostPath.makeDirectories(dir + "/kvm_intel", mode: 0o700)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let boots = HypervisorProbe.probe(sysModule: dir, kvmDevice: "/dev/null", bootCheck: { nil })
         #expect(boots.domainType == "kvm" && boots.autoDriver == "kvm")
         let fails = HypervisorProbe.probe(sysModule: dir, kvmDevice: "/dev/null", bootCheck: { "timed out" })
         #expect(fails.domainType == "kvm" && fails.autoDriver == "libvirt")
         #expect(fails.driverReason?.contains("timed out") == true)
-        try MicroVMPaths.makeDirectories(dir + "/kvm_pvm")
+        try HostPath.makeDirectories(dir + "/kvm_pvm", mode: 0o700)
         var asked = false
         let pvm = HypervisorProbe.probe(sysModule: dir, kvmDevice: "/dev/null", bootCheck: { asked = true; return nil })
         #expect(pvm.autoDriver == "libvirt" && !asked, "kvm_pvm is known not to boot a stock kernel: no boot attempt")
